@@ -1,0 +1,119 @@
+"""How fast is one generated token, with and without the KV cache, against the memory floor?
+
+    python -m llmlab.bench                     # GPT-2-small shape, contexts 128 and 512
+    python -m llmlab.bench --contexts 64 256 1024 --repeat 11
+    python -m llmlab.bench --small             # a tiny model: a smoke run in seconds
+
+A decode step at batch 1 does about 2 FLOPs per weight it reads, far below what the processor
+could compute per byte, so its speed is set by how fast memory delivers the weights. The floor
+is bytes read / measured read bandwidth; the bench prints how far above that floor each cached
+step runs. Random weights: speed does not depend on what the weights are.
+"""
+
+import argparse
+import os
+
+import torch
+import torch.nn.functional as F
+
+from llmlab.measure import decode_step_bytes, default_device, read_bandwidth, seed_everything, time_it
+from llmlab.model import GPTConfig, TinyGPT
+
+GPT2_SMALL = GPTConfig(vocab_size=50257, block_size=1024, n_layer=12, n_head=12, n_embd=768)
+SMALL = GPTConfig(vocab_size=512, block_size=1024, n_layer=2, n_head=4, n_embd=64)
+
+
+def cached_step(model, context: int):
+    """A function that runs one decode step: 1 new token against a cache already holding `context`."""
+    cache = model.new_kv_cache(batch_size=1, max_len=context + 1)
+    prefix = torch.randint(model.config.vocab_size, (1, context), device=model.device)
+    token = torch.randint(model.config.vocab_size, (1, 1), device=model.device)
+    model(prefix, kv_cache=cache)  # fill the cache once; every timed step reuses its contents
+
+    def step():
+        cache.length = context  # forget the previous timed token: the cache never overflows
+        return model(token, kv_cache=cache, last_only=True)
+
+    return step
+
+
+def uncached_step(model, context: int):
+    """A function that runs the same step without a cache: the whole context + 1 tokens again."""
+    idx = torch.randint(model.config.vocab_size, (1, context + 1), device=model.device)
+    return lambda: model(idx, last_only=True)
+
+
+def matvec_bandwidth(n_in: int, n_out: int, layout: str, nbytes: int, device=None, repeat: int = 7) -> float:
+    """Bytes/s of weights streamed by one-token products x (1, n_in) -> (1, n_out).
+
+    layout "x @ W": W stored (in, out), as llmlab's Linear does; "F.linear": W stored (out, in),
+    as torch.nn.Linear does. Several copies of W, about nbytes in all, are used in turn so the
+    weights come from memory, as in a real model, and not from the cache of the last call.
+    """
+    if layout not in ("x @ W", "F.linear"):
+        raise ValueError(f'layout must be "x @ W" or "F.linear", got {layout!r}')
+    shape = (n_in, n_out) if layout == "x @ W" else (n_out, n_in)
+    copies = max(1, nbytes // (4 * n_in * n_out))
+    weights = [torch.randn(shape, device=device) for _ in range(copies)]
+    x = torch.randn(1, n_in, device=device)
+    product = (lambda w: x @ w) if layout == "x @ W" else (lambda w: F.linear(x, w))
+
+    def run():
+        for w in weights:
+            product(w)
+
+    return copies * 4 * n_in * n_out / time_it(run, repeat=repeat, device=device).median_s
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--contexts", type=int, nargs="+", default=[128, 512], help="tokens already in the sequence")
+    parser.add_argument("--repeat", type=int, default=7, help="timed runs per figure (the median is shown)")
+    parser.add_argument("--small", action="store_true", help="a tiny model and buffer: a quick smoke run")
+    args = parser.parse_args(argv)
+    config = SMALL if args.small else GPT2_SMALL
+    for context in args.contexts:
+        if not 1 <= context < config.block_size:
+            parser.error(f"--contexts: each must be in [1, {config.block_size - 1}], got {context}")
+    if args.repeat < 1:
+        parser.error(f"--repeat must be >= 1, got {args.repeat}")
+
+    device = default_device()
+    if device.type == "cpu":
+        torch.set_num_threads(min(os.cpu_count() or 1, torch.get_num_threads()))
+    seed_everything(0)
+    model = TinyGPT(config).to(device).eval()
+    threads = f", {torch.get_num_threads()} threads" if device.type == "cpu" else ""
+    print(f"model: {model.num_params() / 1e6:.1f}M parameters, fp32, on {device}{threads}")
+
+    buffer = 16 * 2**20 if args.small else 512 * 2**20  # must dwarf the caches to measure memory
+    bandwidth = read_bandwidth(buffer, device=device)
+    print(f"read bandwidth: {bandwidth / 1e9:.1f} GB/s (x.sum() over a {buffer / 2**20:.0f} MiB fp32 tensor)")
+    C, V = config.n_embd, config.vocab_size
+    with torch.inference_mode():
+        layouts = {lay: matvec_bandwidth(C, V, lay, buffer, device, args.repeat) for lay in ("x @ W", "F.linear")}
+    print(
+        f"one-token matmul with the lm_head's shape ({C}x{V}), weights from memory: "
+        + ", ".join(f"{lay} {bw / 1e9:.1f} GB/s" for lay, bw in layouts.items())
+    )
+
+    print(
+        f"{'context':>7} {'cached ms':>10} {'uncached ms':>12} {'speedup':>8} "
+        f"{'MB/step':>8} {'floor ms':>9} {'x floor':>8}"
+    )
+    with torch.inference_mode():
+        for context in args.contexts:
+            cached = time_it(cached_step(model, context), repeat=args.repeat, device=device)
+            uncached = time_it(uncached_step(model, context), repeat=args.repeat, device=device)
+            nbytes = decode_step_bytes(model, context)
+            floor_s = nbytes / bandwidth
+            print(
+                f"{context:>7} {cached.ms:>10.2f} {uncached.ms:>12.2f} {uncached.median_s / cached.median_s:>7.1f}x "
+                f"{nbytes / 1e6:>8.1f} {floor_s * 1e3:>9.2f} {cached.median_s / floor_s:>7.2f}x"
+            )
+    print("cached: 1 token against a cache of `context`; uncached: context + 1 tokens from scratch;")
+    print("floor: bytes a cached step reads (weights + KV cache) / read bandwidth")
+
+
+if __name__ == "__main__":
+    main()

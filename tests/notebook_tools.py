@@ -1,0 +1,67 @@
+"""Shared by the tests: where the notebooks are, and running one in a real kernel."""
+
+import re
+from pathlib import Path
+
+import nbformat
+import yaml
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parent.parent
+CHECK_LINE = re.compile(r"^(PASS|FAIL|TODO)  (.+)$", re.MULTILINE)
+
+
+def toc_files() -> list[str]:
+    """Every file in _toc.yml (without extension), in reading order."""
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [toc["root"]]
+
+    def walk(entries):
+        for entry in entries:
+            if "file" in entry:
+                files.append(entry["file"])
+            walk(entry.get("sections", []))
+            walk(entry.get("chapters", []))
+
+    walk(toc.get("parts", []))
+    walk(toc.get("chapters", []))
+    return files
+
+
+def notebooks_on_disk() -> list[Path]:
+    return sorted(p for folder in ("chapters", "exercises") for p in (ROOT / folder).rglob("*.ipynb")
+                  if ".ipynb_checkpoints" not in p.parts)  # fmt: skip
+
+
+def execute(path: Path, stub_source: str | None = None, timeout: int = 120) -> nbformat.NotebookNode:
+    """Run a notebook top to bottom in a fresh kernel, from its own folder, as a reader would.
+
+    stub_source, if given, replaces the source of the cell tagged "stub" (an exercise's solution).
+    """
+    nb = nbformat.read(path, as_version=4)
+    if stub_source is not None:
+        stubs = [c for c in nb.cells if "stub" in c.metadata.get("tags", [])]
+        assert len(stubs) == 1, f"{path.name}: expected exactly one cell tagged 'stub', found {len(stubs)}"
+        stubs[0].source = stub_source
+    NotebookClient(
+        nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+    ).execute()
+    return nb
+
+
+def output_text(nb) -> str:
+    parts = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            if out.output_type == "stream":
+                parts.append(out.text)
+            elif out.output_type in ("execute_result", "display_data"):
+                parts.append(out.data.get("text/plain", ""))
+            elif out.output_type == "error":
+                parts.append(f"{out.ename}: {out.evalue}")
+    return "\n".join(parts)
+
+
+def check_lines(nb) -> list[tuple[str, str]]:
+    """The (status, text) of every exercise check line the notebook printed."""
+    return CHECK_LINE.findall(output_text(nb))
