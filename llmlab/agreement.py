@@ -50,7 +50,9 @@ class Vocab:
         words = text.split()
         unknown = [w for w in words if w not in self.ids]
         if unknown:
-            raise ValueError(f"words not in the vocabulary: {unknown}; known words: {' '.join(self.words)}")
+            raise ValueError(
+                f"words not in the vocabulary: {unknown}; known words: {' '.join(self.words)}"
+            )
         return [self.ids[w] for w in words]
 
     def decode(self, ids) -> str:

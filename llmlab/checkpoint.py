@@ -19,7 +19,9 @@ def load_agreement_model(path=CHECKPOINT, device=None) -> TinyGPT:
     """The shipped trained model (or one saved by `save`), in eval mode."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"no checkpoint at {path}; create it with `python -m llmlab.train --out {path}`")
+        raise FileNotFoundError(
+            f"no checkpoint at {path}; create it with `python -m llmlab.train --out {path}`"
+        )
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     model = TinyGPT(GPTConfig(**ckpt["config"]))
     model.load_state_dict(ckpt["state_dict"])

@@ -19,7 +19,11 @@ def generate(model, prompt_ids, max_new_tokens, use_cache=True, temperature=0.0,
     """
     idx, squeeze = _as_batch(prompt_ids, model.device)
     _check_lengths(model, idx, max_new_tokens)
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or temperature < 0:
+    if (
+        isinstance(temperature, bool)
+        or not isinstance(temperature, (int, float))
+        or temperature < 0
+    ):
         raise ValueError(f"temperature must be a number >= 0, got {temperature!r}")
     generator = None
     if temperature > 0:
@@ -53,15 +57,23 @@ def _as_batch(prompt_ids, device):
             raise TypeError("prompt_ids as a list must hold ints (token ids)")
         prompt_ids = torch.tensor(prompt_ids, dtype=torch.long)
     if not isinstance(prompt_ids, torch.Tensor):
-        raise TypeError(f"prompt_ids must be a torch.Tensor or a list of ints, got {type(prompt_ids).__name__}")
+        raise TypeError(
+            f"prompt_ids must be a torch.Tensor or a list of ints, got {type(prompt_ids).__name__}"
+        )
     if prompt_ids.dtype != torch.long:
-        raise TypeError(f"prompt_ids must have dtype torch.long (token ids), got {prompt_ids.dtype}")
+        raise TypeError(
+            f"prompt_ids must have dtype torch.long (token ids), got {prompt_ids.dtype}"
+        )
     if prompt_ids.dim() not in (1, 2):
-        raise ValueError(f"prompt_ids must have shape (tokens,) or (batch, tokens), got {tuple(prompt_ids.shape)}")
+        raise ValueError(
+            f"prompt_ids must have shape (tokens,) or (batch, tokens), got {tuple(prompt_ids.shape)}"
+        )
     squeeze = prompt_ids.dim() == 1
     idx = prompt_ids.unsqueeze(0) if squeeze else prompt_ids
     if idx.size(0) == 0 or idx.size(1) == 0:
-        raise ValueError(f"prompt_ids is empty (shape {tuple(prompt_ids.shape)}): give at least one token")
+        raise ValueError(
+            f"prompt_ids is empty (shape {tuple(prompt_ids.shape)}): give at least one token"
+        )
     return idx.to(device), squeeze
 
 

@@ -30,9 +30,15 @@ def kv_cache_bytes(n_layer, n_kv_head, head_dim, seq_len, batch_size=1, bytes_pe
 
 
 class KVCache:
-    def __init__(self, n_layer, n_kv_head, head_dim, batch_size, max_len, device=None, dtype=torch.float32):
+    def __init__(
+        self, n_layer, n_kv_head, head_dim, batch_size, max_len, device=None, dtype=torch.float32
+    ):
         for name, value in dict(
-            n_layer=n_layer, n_kv_head=n_kv_head, head_dim=head_dim, batch_size=batch_size, max_len=max_len
+            n_layer=n_layer,
+            n_kv_head=n_kv_head,
+            head_dim=head_dim,
+            batch_size=batch_size,
+            max_len=max_len,
         ).items():
             if isinstance(value, bool) or not isinstance(value, int):
                 raise TypeError(f"KVCache {name} must be an int, got {type(value).__name__}")
@@ -60,7 +66,9 @@ class KVCache:
         """
         B, _, T, _ = k.shape
         if B != self.batch_size:
-            raise ValueError(f"kv_cache holds a batch of {self.batch_size}, got keys for a batch of {B}")
+            raise ValueError(
+                f"kv_cache holds a batch of {self.batch_size}, got keys for a batch of {B}"
+            )
         end = self.length + T
         if end > self.max_len:
             raise ValueError(

@@ -38,7 +38,9 @@ class GPTConfig:
         if self.n_kv_head is None:
             self.n_kv_head = self.n_head
         if isinstance(self.n_kv_head, bool) or not isinstance(self.n_kv_head, int):
-            raise TypeError(f"GPTConfig.n_kv_head must be an int or None, got {type(self.n_kv_head).__name__}")
+            raise TypeError(
+                f"GPTConfig.n_kv_head must be an int or None, got {type(self.n_kv_head).__name__}"
+            )
         if self.n_embd % self.n_head != 0:
             raise ValueError(
                 f"GPTConfig.n_head ({self.n_head}) must divide n_embd ({self.n_embd}) so every head has the same width"
@@ -104,7 +106,11 @@ def attention(q, k, v, mask=None):
 class CausalSelfAttention(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
-        self.n_head, self.n_kv_head, self.head_dim = config.n_head, config.n_kv_head, config.head_dim
+        self.n_head, self.n_kv_head, self.head_dim = (
+            config.n_head,
+            config.n_kv_head,
+            config.head_dim,
+        )
         self.q_proj = Linear(config.n_embd, config.n_head * config.head_dim)
         self.kv_proj = Linear(config.n_embd, 2 * config.n_kv_head * config.head_dim)
         self.out_proj = Linear(config.n_embd, config.n_embd)
@@ -112,7 +118,9 @@ class CausalSelfAttention(nn.Module):
     def forward(self, x, kv_cache: KVCache | None = None, layer: int = 0):
         B, T, C = x.shape
         q = self.q_proj(x).view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, H, T, D)
-        k, v = self.kv_proj(x).view(B, T, 2, self.n_kv_head, self.head_dim).permute(2, 0, 3, 1, 4)  # (B, Hkv, T, D)
+        k, v = (
+            self.kv_proj(x).view(B, T, 2, self.n_kv_head, self.head_dim).permute(2, 0, 3, 1, 4)
+        )  # (B, Hkv, T, D)
         if kv_cache is not None:
             # The only change a cache makes: store this step's k, v and attend over all stored ones.
             k, v = kv_cache.update(layer, k, v)  # (B, Hkv, S, D)
@@ -189,7 +197,9 @@ class TinyGPT(nn.Module):
             dtype=self.wte.weight.dtype,
         )
 
-    def forward(self, idx, kv_cache: KVCache | None = None, return_attention=False, last_only=False):
+    def forward(
+        self, idx, kv_cache: KVCache | None = None, return_attention=False, last_only=False
+    ):
         """Logits for the next token at every position of idx.
 
         idx: (B, T) token ids. With a kv_cache, idx holds only the new tokens; they are placed
@@ -220,7 +230,9 @@ class TinyGPT(nn.Module):
         if idx.dtype != torch.long:
             raise TypeError(f"idx must have dtype torch.long (token ids), got {idx.dtype}")
         if idx.dim() != 2 or idx.size(1) == 0:
-            raise ValueError(f"idx must have shape (batch, tokens) with tokens >= 1, got {tuple(idx.shape)}")
+            raise ValueError(
+                f"idx must have shape (batch, tokens) with tokens >= 1, got {tuple(idx.shape)}"
+            )
         check_token_ids(idx, c.vocab_size, "idx")
         start = 0 if kv_cache is None else kv_cache.length
         if start + idx.size(1) > c.block_size:

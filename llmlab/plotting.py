@@ -31,7 +31,11 @@ def use_course_style():
 
 
 def _to_numpy(x):
-    return x.detach().float().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, dtype=float)
+    return (
+        x.detach().float().cpu().numpy()
+        if isinstance(x, torch.Tensor)
+        else np.asarray(x, dtype=float)
+    )
 
 
 def show_heatmaps(
@@ -67,7 +71,13 @@ def show_heatmaps(
     rows, cols = mats[0].shape
     width = max(2.2, cols * cell_size + 0.9)
     height = max(2.0, rows * cell_size + 0.8)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols + 0.8, height * nrows), squeeze=False)
+    fig, axes = plt.subplots(
+        nrows,
+        ncols,
+        figsize=(width * ncols + 0.8, height * nrows + 0.3 * (nrows - 1)),
+        squeeze=False,
+        layout="constrained",  # keeps titles clear of the tick labels of the row above
+    )
     image = None
     for i, ax in enumerate(axes.flat):
         if i >= len(mats):

@@ -17,19 +17,25 @@ from llmlab import agreement
 from llmlab.checkpoint import CHECKPOINT, save
 from llmlab.model import GPTConfig, TinyGPT
 
-AGREEMENT_CONFIG = GPTConfig(vocab_size=len(agreement.VOCAB), block_size=16, n_layer=2, n_head=4, n_embd=64)
+AGREEMENT_CONFIG = GPTConfig(
+    vocab_size=len(agreement.VOCAB), block_size=16, n_layer=2, n_head=4, n_embd=64
+)
 TRAIN_SEED, HELDOUT_SEED = 0, 1
 N_TRAIN = 20_000
 
 
-def train_agreement_model(config=AGREEMENT_CONFIG, steps=1500, batch_size=128, lr=3e-3, seed=TRAIN_SEED, log_every=250):
+def train_agreement_model(
+    config=AGREEMENT_CONFIG, steps=1500, batch_size=128, lr=3e-3, seed=TRAIN_SEED, log_every=250
+):
     """Train a TinyGPT on N_TRAIN agreement sentences; returns (model, history of (step, loss))."""
     torch.manual_seed(seed)
     sentences = agreement.make_sentences(N_TRAIN, seed=seed)
     inputs, targets = agreement.to_batch(sentences)
     model = TinyGPT(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.1)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=lr, total_steps=steps, pct_start=0.1
+    )
     batches = torch.Generator().manual_seed(seed)
     history = []
     for step in range(1, steps + 1):
@@ -54,18 +60,29 @@ def heldout_sentences(n=2000):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", default=str(CHECKPOINT))
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--seed", type=int, default=TRAIN_SEED)
     args = parser.parse_args(argv)
-    torch.set_num_threads(min(2, torch.get_num_threads()))  # the course's reference machine; also keeps runs comparable
+    torch.set_num_threads(
+        min(2, torch.get_num_threads())
+    )  # the course's reference machine; also keeps runs comparable
     t0 = time.perf_counter()
     model, history = train_agreement_model(steps=args.steps, seed=args.seed)
     seconds = time.perf_counter() - t0
     acc = agreement.agreement_accuracy(model, heldout_sentences())
     print(f"trained in {seconds:.1f} s; held-out agreement accuracy {acc:.3f}")
-    save(model, args.out, steps=args.steps, seed=args.seed, final_loss=history[-1][1], heldout_accuracy=acc)
+    save(
+        model,
+        args.out,
+        steps=args.steps,
+        seed=args.seed,
+        final_loss=history[-1][1],
+        heldout_accuracy=acc,
+    )
     print(f"wrote {args.out} ({Path(args.out).stat().st_size / 1024:.0f} KiB)")
 
 

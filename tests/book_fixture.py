@@ -23,4 +23,8 @@ def built_book():
         capture_output=True,
         text=True,
     )
-    return {"returncode": result.returncode, "log": result.stdout + result.stderr, "html": ROOT / "_build" / "html"}
+    return {
+        "returncode": result.returncode,
+        "log": result.stdout + result.stderr,
+        "html": ROOT / "_build" / "html",
+    }

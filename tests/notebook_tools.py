@@ -33,7 +33,9 @@ def notebooks_on_disk() -> list[Path]:
                   if ".ipynb_checkpoints" not in p.parts)  # fmt: skip
 
 
-def execute(path: Path, stub_source: str | None = None, timeout: int = 120) -> nbformat.NotebookNode:
+def execute(
+    path: Path, stub_source: str | None = None, timeout: int = 120
+) -> nbformat.NotebookNode:
     """Run a notebook top to bottom in a fresh kernel, from its own folder, as a reader would.
 
     stub_source, if given, replaces the source of the cell tagged "stub" (an exercise's solution).
@@ -41,10 +43,15 @@ def execute(path: Path, stub_source: str | None = None, timeout: int = 120) -> n
     nb = nbformat.read(path, as_version=4)
     if stub_source is not None:
         stubs = [c for c in nb.cells if "stub" in c.metadata.get("tags", [])]
-        assert len(stubs) == 1, f"{path.name}: expected exactly one cell tagged 'stub', found {len(stubs)}"
+        assert len(stubs) == 1, (
+            f"{path.name}: expected exactly one cell tagged 'stub', found {len(stubs)}"
+        )
         stubs[0].source = stub_source
     NotebookClient(
-        nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+        nb,
+        timeout=timeout,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}},
     ).execute()
     return nb
 

@@ -11,7 +11,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("book")]
 def test_book_builds_without_warnings(built_book):
     log = built_book["log"]
     assert built_book["returncode"] == 0, log[-3000:]
-    warnings = [line for line in log.splitlines() if "WARNING" in line and "Kernel is running over TCP" not in line]
+    warnings = [
+        line
+        for line in log.splitlines()
+        if "WARNING" in line and "Kernel is running over TCP" not in line
+    ]
     assert not warnings, "\n".join(warnings)
 
 

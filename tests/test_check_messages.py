@@ -16,20 +16,26 @@ from llmlab.checks.ex01_attention import CHECKS, check_attention
 
 
 def load_solution(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "exercises" / "solutions" / f"{name}.py")
+    spec = importlib.util.spec_from_file_location(
+        name, ROOT / "exercises" / "solutions" / f"{name}.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-def attention_variant(scale="sqrt", softmax_dim=-1, use_mask=True, stable=True, return_pair=True, cast=None):
+def attention_variant(
+    scale="sqrt", softmax_dim=-1, use_mask=True, stable=True, return_pair=True, cast=None
+):
     def attention(q, k, v, causal=False):
         d_k = q.size(-1)
         factor = {"sqrt": 1 / math.sqrt(d_k), "none": 1.0, "d": 1 / d_k}[scale]
         scores = q @ k.transpose(-2, -1) * factor
         if causal and use_mask:
             T, S = scores.shape[-2:]
-            scores = scores.masked_fill(~torch.ones(T, S, dtype=torch.bool).tril(S - T), float("-inf"))
+            scores = scores.masked_fill(
+                ~torch.ones(T, S, dtype=torch.bool).tril(S - T), float("-inf")
+            )
         if stable:
             weights = torch.softmax(scores, dim=softmax_dim)
         else:

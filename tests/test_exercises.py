@@ -39,11 +39,17 @@ def test_solution_is_behind_a_dropdown_and_nowhere_else(notebook):
     nb = nbformat.read(notebook, as_version=4)
     solution = solution_for(notebook)
     body = [
-        line.strip() for line in solution.read_text().splitlines() if line.strip() and not line.startswith("import")
+        line.strip()
+        for line in solution.read_text().splitlines()
+        if line.strip() and not line.startswith("import")
     ]
     code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
-    leaked = [line for line in body if line in code and not line.startswith(("def ", '"""', "return"))]
+    leaked = [
+        line for line in body if line in code and not line.startswith(("def ", '"""', "return"))
+    ]
     assert not leaked, f"{notebook.name} shows solution lines in plain view: {leaked}"
     markdown = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
-    assert f"literalinclude}} solutions/{solution.name}" in markdown, "the solution must be included from its file"
+    assert f"literalinclude}} solutions/{solution.name}" in markdown, (
+        "the solution must be included from its file"
+    )
     assert ":class: dropdown" in markdown, "the solution must be collapsed (a dropdown) in the book"

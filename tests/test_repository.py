@@ -13,7 +13,9 @@ LINTED = ["llmlab", "tests", "chapters", "exercises"]
 
 
 def tracked_notebooks():
-    out = subprocess.run(["git", "ls-files", "*.ipynb"], cwd=ROOT, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        ["git", "ls-files", "*.ipynb"], cwd=ROOT, capture_output=True, text=True, check=True
+    )
     return [ROOT / line for line in out.stdout.split()]
 
 
@@ -30,7 +32,9 @@ def test_committed_notebooks_carry_no_outputs():
 def test_nbstripout_agrees():
     paths = [str(p) for p in notebooks_on_disk()]
     result = subprocess.run(
-        [sys.executable, "-m", "nbstripout", "--verify", "--keep-id", *paths], capture_output=True, text=True
+        [sys.executable, "-m", "nbstripout", "--verify", "--keep-id", *paths],
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -39,7 +43,9 @@ def test_every_notebook_is_in_the_toc_and_every_toc_entry_exists():
     in_toc = set(toc_files())
     on_disk = {p.relative_to(ROOT).with_suffix("").as_posix() for p in notebooks_on_disk()}
     assert not on_disk - in_toc, f"notebooks missing from _toc.yml: {sorted(on_disk - in_toc)}"
-    missing = [f for f in in_toc if not any((ROOT / f).with_suffix(s).exists() for s in (".ipynb", ".md"))]
+    missing = [
+        f for f in in_toc if not any((ROOT / f).with_suffix(s).exists() for s in (".ipynb", ".md"))
+    ]
     assert not missing, f"_toc.yml names files that do not exist: {missing}"
 
 
@@ -51,7 +57,9 @@ def test_every_chapter_has_an_exercise_under_it_in_the_toc():
         for chapter in part["chapters"]:
             sections = [s["file"] for s in chapter.get("sections", [])]
             number = chapter["file"].split("/")[-1].split("_")[0]
-            assert any(s.startswith(f"exercises/{number}_") for s in sections), f"{chapter['file']} has no exercise"
+            assert any(s.startswith(f"exercises/{number}_") for s in sections), (
+                f"{chapter['file']} has no exercise"
+            )
 
 
 @pytest.mark.parametrize("command", [["check"], ["format", "--check"]], ids=["lint", "format"])

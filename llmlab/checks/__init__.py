@@ -52,11 +52,19 @@ def run_checks(checks, solution, function_name: str) -> Report:
             message = check(solution)
             results.append(Result(PASS, name, message))
         except NotImplementedError:
-            results.append(Result(TODO, name, f"not solved yet: {function_name}() still raises NotImplementedError"))
+            results.append(
+                Result(
+                    TODO,
+                    name,
+                    f"not solved yet: {function_name}() still raises NotImplementedError",
+                )
+            )
         except CheckFailed as failure:
             results.append(Result(FAIL, name, str(failure)))
         except Exception as error:  # the learner's code crashed: say how, in one line
-            results.append(Result(FAIL, name, f"{function_name}() raised {type(error).__name__}: {error}"))
+            results.append(
+                Result(FAIL, name, f"{function_name}() raised {type(error).__name__}: {error}")
+            )
     report = Report(tuple(results))
     print(report)
     if report.solved:

@@ -27,7 +27,11 @@ def _inputs(*shape_q, s=None, d_v=None, dtype=torch.float32, scale=1.0, seed=0):
 
 def _call(attention, q, k, v, causal=False):
     result = attention(q, k, v, causal=causal)
-    if not (isinstance(result, tuple) and len(result) == 2 and all(isinstance(t, torch.Tensor) for t in result)):
+    if not (
+        isinstance(result, tuple)
+        and len(result) == 2
+        and all(isinstance(t, torch.Tensor) for t in result)
+    ):
         raise CheckFailed(
             f"attention() must return a tuple (output, weights) of two tensors, got {type(result).__name__}"
         )
@@ -68,14 +72,18 @@ def check_shapes(attention):
             f"weights have shape {tuple(weights.shape)}, expected (2, 5, 7): one row per query, one column per key"
         )
     if tuple(out.shape) != (2, 5, 6):
-        raise CheckFailed(f"output has shape {tuple(out.shape)}, expected (2, 5, 6): one row per query, as wide as v")
+        raise CheckFailed(
+            f"output has shape {tuple(out.shape)}, expected (2, 5, 6): one row per query, as wide as v"
+        )
     return "output (2, 5, 6) and weights (2, 5, 7) for 5 queries, 7 keys, d_v = 6"
 
 
 def check_dtype(attention):
     out, weights = _call(attention, *_inputs(1, 4, 8, dtype=torch.float64))
     if out.dtype != torch.float64 or weights.dtype != torch.float64:
-        raise CheckFailed(f"float64 inputs gave output {out.dtype} and weights {weights.dtype}; keep the input dtype")
+        raise CheckFailed(
+            f"float64 inputs gave output {out.dtype} and weights {weights.dtype}; keep the input dtype"
+        )
     return "float64 in, float64 out"
 
 
@@ -88,7 +96,9 @@ def check_rows_sum_to_one(attention):
             "apply softmax over the keys (the last dimension)"
         )
     if weights.min() < 0:
-        raise CheckFailed(f"weights contain a negative value ({weights.min().item():.3g}); softmax outputs are >= 0")
+        raise CheckFailed(
+            f"weights contain a negative value ({weights.min().item():.3g}); softmax outputs are >= 0"
+        )
     return "every row of weights is a probability distribution"
 
 
@@ -135,13 +145,19 @@ def check_heads(attention):
 
 
 def check_large_scores(attention):
-    q, k, v = _inputs(1, 4, 8, scale=30.0)  # scores in the thousands: exp() overflows unless stabilised
+    q, k, v = _inputs(
+        1, 4, 8, scale=30.0
+    )  # scores in the thousands: exp() overflows unless stabilised
     out, weights = _call(attention, q, k, v)
     if not (torch.isfinite(out).all() and torch.isfinite(weights).all()):
-        raise CheckFailed("large scores give inf or nan: subtract each row's max before exp, or use torch.softmax")
+        raise CheckFailed(
+            "large scores give inf or nan: subtract each row's max before exp, or use torch.softmax"
+        )
     expected = F.scaled_dot_product_attention(q, k, v)
     if not torch.allclose(out, expected, atol=1e-4):
-        raise CheckFailed(f"large scores: output off by up to {(out - expected).abs().max().item():.3g}")
+        raise CheckFailed(
+            f"large scores: output off by up to {(out - expected).abs().max().item():.3g}"
+        )
     return "stable when scores are large"
 
 
