@@ -25,14 +25,25 @@ N_TRAIN = 20_000
 
 
 def train_agreement_model(
-    config=AGREEMENT_CONFIG, steps=1500, batch_size=128, lr=3e-3, seed=TRAIN_SEED, log_every=250
+    config=AGREEMENT_CONFIG,
+    steps=1500,
+    batch_size=128,
+    lr=3e-3,
+    seed=TRAIN_SEED,
+    log_every=250,
+    model=None,
 ):
-    """Train a TinyGPT on N_TRAIN agreement sentences; returns (model, history of (step, loss))."""
+    """Train on N_TRAIN agreement sentences; returns (model, history of (step, loss)).
+
+    Trains a fresh TinyGPT(config), or `model` if given (a variant a chapter built, e.g. one
+    with its position table frozen; parameters with requires_grad=False stay as they are).
+    """
     torch.manual_seed(seed)
     sentences = agreement.make_sentences(N_TRAIN, seed=seed)
     inputs, targets = agreement.to_batch(sentences)
-    model = TinyGPT(config)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    model = TinyGPT(config) if model is None else model
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=0.01)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=lr, total_steps=steps, pct_start=0.1
     )

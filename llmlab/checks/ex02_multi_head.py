@@ -1,0 +1,344 @@
+"""Checks for exercises/02_multi_head.ipynb: splitting the width into heads, merging it back,
+and multi-head causal self-attention built from the two.
+
+The learner writes
+    split_heads(x, n_heads)  (B, T, C) -> (B, n_heads, T, C // n_heads); ValueError if n_heads does not divide C
+    merge_heads(x)           (B, H, T, D) -> (B, T, H * D), the inverse of split_heads
+    multi_head_attention(x, w_q, w_k, w_v, w_o, n_heads) -> (B, T, C), causal, weights stored (in, out)
+The reference for the last one is the engine's own CausalSelfAttention with its biases set to zero.
+"""
+
+import math
+
+import torch
+
+from llmlab.checks import CheckFailed, Report, run_checks
+from llmlab.model import CausalSelfAttention, GPTConfig
+
+
+def _randn(*shape, seed=0, dtype=torch.float32):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+
+
+def _labelled(B, T, C):
+    """x[b, t, c] = 1000 b + 100 t + c: every entry says where it came from (exact in float32)."""
+    b = torch.arange(B).view(B, 1, 1) * 1000
+    t = torch.arange(T).view(1, T, 1) * 100
+    c = torch.arange(C).view(1, 1, C)
+    return (b + t + c).float()
+
+
+def _ref_split(x, n_heads):
+    B, T, C = x.shape
+    return x.view(B, T, n_heads, C // n_heads).transpose(1, 2)
+
+
+def _ref_merge(y):
+    B, H, T, D = y.shape
+    return y.transpose(1, 2).reshape(B, T, H * D)
+
+
+def _tensor(result, fn_name, what):
+    if not isinstance(result, torch.Tensor):
+        raise CheckFailed(f"{fn_name}() must return a tensor ({what}), got {type(result).__name__}")
+    return result
+
+
+def _call(fn, fn_name, what, *args):
+    """Call the learner's fn; turn the classic .view-after-transpose crash into advice."""
+    try:
+        return _tensor(fn(*args), fn_name, what)
+    except RuntimeError as error:
+        if "view size is not compatible" in str(error):
+            raise CheckFailed(
+                f"{fn_name}() calls .view on a tensor that transpose made non-contiguous: "
+                "use .reshape(...) (or .contiguous().view(...)) after transposing"
+            ) from None
+        raise
+
+
+# --- split_heads -------------------------------------------------------------------------------
+
+
+def check_split_shape(split_heads):
+    for (B, T, C), H in [((2, 5, 12), 3), ((1, 4, 8), 1), ((3, 2, 8), 8)]:
+        out = _call(
+            split_heads, "split_heads", "(batch, n_heads, seq, head_dim)", _randn(B, T, C), H
+        )
+        expected = (B, H, T, C // H)
+        if tuple(out.shape) != expected:
+            raise CheckFailed(
+                f"split_heads(x of shape {(B, T, C)}, n_heads={H}) gave shape {tuple(out.shape)}, expected "
+                f"{expected}: (batch, n_heads, seq, head_dim)"
+            )
+    return "(2, 5, 12) with 3 heads -> (2, 3, 5, 4); also 1 head and 8 heads"
+
+
+def check_split_order(split_heads):
+    B, T, C, H = 2, 5, 12, 3
+    D = C // H
+    x = _labelled(B, T, C)
+    out = _call(split_heads, "split_heads", "(batch, n_heads, seq, head_dim)", x, H)
+    if tuple(out.shape) != (B, H, T, D):
+        raise CheckFailed(
+            f"shape {tuple(out.shape)} is wrong (see the shape check); expected {(B, H, T, D)}"
+        )
+    if torch.equal(out, _ref_split(x, H)):
+        return (
+            "head h at token t holds features h*head_dim ... (h+1)*head_dim - 1 of token t, exactly"
+        )
+    if torch.equal(out, x.reshape(B, H, T, D)):
+        raise CheckFailed(
+            "head 0 holds a block of consecutive numbers that runs across tokens, not the first "
+            f"{D} features of each token: reshape to (B, T, n_heads, head_dim) first, then transpose(1, 2)"
+        )
+    if torch.equal(out, x.view(B, T, D, H).permute(0, 3, 1, 2)):
+        raise CheckFailed(
+            f"head 0 holds features 0, {H}, {2 * H}, ... (one in every {H}), not the first {D}: "
+            "view as (B, T, n_heads, head_dim), not (B, T, head_dim, n_heads)"
+        )
+    got = [round(v, 3) for v in out[0, 0, 0].tolist()]
+    raise CheckFailed(
+        f"head 0 at token 0 should hold features 0..{D - 1} of token 0 (in this test x[b, t, c] = "
+        f"1000 b + 100 t + c, so the values {list(range(D))}), got {got}"
+    )
+
+
+def check_split_error(split_heads):
+    x = _randn(2, 3, 12)
+    try:
+        out = split_heads(x, 5)
+    except ValueError:
+        return "n_heads = 5 for width 12 raises ValueError"
+    except NotImplementedError:
+        raise
+    except Exception as error:
+        raise CheckFailed(
+            f"split_heads(x of width 12, n_heads=5) raised {type(error).__name__} instead of ValueError: "
+            "check that n_heads divides the width and raise ValueError saying so"
+        ) from None
+    shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+    raise CheckFailed(
+        f"split_heads(x of width 12, n_heads=5) returned {shape}; 5 heads cannot share 12 features "
+        "equally: raise ValueError"
+    )
+
+
+# --- merge_heads -------------------------------------------------------------------------------
+
+
+def check_merge_shape(fns):
+    _, merge_heads = fns
+    for B, H, T, D in [(2, 3, 5, 4), (1, 1, 4, 8), (3, 8, 2, 1)]:
+        out = _call(
+            merge_heads, "merge_heads", "(batch, seq, n_heads * head_dim)", _randn(B, H, T, D)
+        )
+        if tuple(out.shape) != (B, T, H * D):
+            raise CheckFailed(
+                f"merge_heads(y of shape {(B, H, T, D)}) gave shape {tuple(out.shape)}, expected {(B, T, H * D)}"
+            )
+    return "(2, 3, 5, 4) -> (2, 5, 12); also 1 head and 8 heads"
+
+
+def check_merge_order(fns):
+    _, merge_heads = fns
+    B, H, T, D = 2, 3, 5, 4
+    x = _labelled(B, T, H * D)
+    y = _ref_split(x, H).contiguous()  # what attention hands back: (B, H, T, D), contiguous
+    out = _call(merge_heads, "merge_heads", "(batch, seq, n_heads * head_dim)", y)
+    if tuple(out.shape) != (B, T, H * D):
+        raise CheckFailed(
+            f"shape {tuple(out.shape)} is wrong (see the shape check); expected {(B, T, H * D)}"
+        )
+    if torch.equal(out, x):
+        return "features h*head_dim ... (h+1)*head_dim - 1 of token t come from head h at token t, exactly"
+    if torch.equal(out, y.reshape(B, T, H * D)):
+        raise CheckFailed(
+            "token 0's features come from several tokens of head 0: transpose(1, 2) to "
+            "(B, T, n_heads, head_dim) before reshaping to (B, T, C)"
+        )
+    if torch.equal(out, y.permute(0, 2, 3, 1).reshape(B, T, H * D)):
+        raise CheckFailed(
+            "the heads are interleaved feature by feature; put each head's head_dim features side by side: "
+            "transpose(1, 2), then reshape"
+        )
+    raise CheckFailed(
+        "merge_heads(y) does not put head h at token t into features h*head_dim ... of token t"
+    )
+
+
+def check_round_trip(fns):
+    split_heads, merge_heads = fns
+    # merge_heads is called first, so an unsolved merge_heads reads TODO, not FAIL.
+    B, T, C, H = 2, 7, 24, 4
+    x = _randn(B, T, C, seed=1)
+    back = _call(merge_heads, "merge_heads", "(batch, seq, C)", _ref_split(x, H))
+    if tuple(back.shape) != (B, T, C):
+        raise CheckFailed(f"merge_heads(split) has shape {tuple(back.shape)}, expected {(B, T, C)}")
+    try:
+        split = _call(split_heads, "split_heads", "(batch, n_heads, seq, head_dim)", x, H)
+    except NotImplementedError:
+        raise CheckFailed(
+            "merge_heads works; now write split_heads: this check runs merge_heads(split_heads(x)) == x"
+        ) from None
+    trip = _call(merge_heads, "merge_heads", "(batch, seq, C)", split)
+    if not torch.equal(trip, x):
+        wrong = (trip != x).float().mean().item() if trip.shape == x.shape else 1.0
+        raise CheckFailed(
+            f"merge_heads(split_heads(x)) differs from x in {wrong:.0%} of its entries; the two must undo "
+            "each other exactly (no arithmetic, only reshapes and transposes)"
+        )
+    y = _randn(B, H, T, C // H, seed=2)
+    if not torch.equal(
+        _call(split_heads, "split_heads", "", _call(merge_heads, "merge_heads", "", y), H), y
+    ):
+        raise CheckFailed(
+            "split_heads(merge_heads(y)) differs from y; the two must undo each other exactly"
+        )
+    return "merge_heads(split_heads(x)) == x and split_heads(merge_heads(y)) == y, bit for bit"
+
+
+# --- multi_head_attention ----------------------------------------------------------------------
+
+
+def _engine_layer(C, H, seed):
+    """The engine's attention layer with random weights and zero biases, plus its weights (in, out)."""
+    torch.manual_seed(seed)
+    layer = CausalSelfAttention(
+        GPTConfig(vocab_size=2, block_size=16, n_layer=1, n_head=H, n_embd=C)
+    )
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.copy_(torch.randn_like(p) / math.sqrt(C) if p.dim() == 2 else torch.zeros_like(p))
+    w_k, w_v = layer.kv_proj.weight.detach().split(C, dim=1)
+    weights = (
+        layer.q_proj.weight.detach(),
+        w_k.contiguous(),
+        w_v.contiguous(),
+        layer.out_proj.weight.detach(),
+    )
+    return layer, weights
+
+
+def _variant(x, w_q, w_k, w_v, w_o, n_heads, causal=True, scale_width=None, project_out=True):
+    """Reference multi-head attention with switches that reproduce classic mistakes."""
+    B, T, C = x.shape
+    q, k, v = (_ref_split(x @ w, n_heads) for w in (w_q, w_k, w_v))
+    d = q.size(-1) if scale_width is None else scale_width
+    scores = q @ k.transpose(-2, -1) / math.sqrt(d)
+    if causal:
+        scores = scores.masked_fill(~torch.ones(T, T, dtype=torch.bool).tril(), float("-inf"))
+    y = _ref_merge(torch.softmax(scores, dim=-1) @ v)
+    return y @ w_o if project_out else y
+
+
+def _diagnose(out, x, weights, H):
+    C = x.size(-1)
+    guesses = [
+        (
+            dict(causal=False),
+            "it matches attention without the causal mask: mask out later positions",
+        ),
+        (
+            dict(scale_width=C),
+            "the scores are divided by sqrt(C); divide by sqrt(head_dim) = sqrt(C / n_heads)",
+        ),
+        (
+            dict(project_out=False),
+            "the output projection is missing: multiply the merged heads by w_o",
+        ),
+    ]
+    for options, message in guesses:
+        if torch.allclose(out, _variant(x, *weights, H, **options), atol=1e-5):
+            return message
+    if H > 1 and torch.allclose(out, _variant(x, *weights, 1), atol=1e-5):
+        return "it matches one head of full width: split q, k and v into n_heads heads before the softmax"
+    expected = _variant(x, *weights, H)
+    return f"output differs from the engine's CausalSelfAttention by up to {(out - expected).abs().max().item():.3g}"
+
+
+def _mha(fn, x, weights, H):
+    return _call(fn, "multi_head_attention", "(batch, seq, C)", x, *weights, H)
+
+
+def check_mha_shape(multi_head_attention):
+    _, weights = _engine_layer(16, 4, seed=0)
+    out = _mha(multi_head_attention, _randn(2, 6, 16), weights, 4)
+    if tuple(out.shape) != (2, 6, 16):
+        raise CheckFailed(
+            f"output has shape {tuple(out.shape)}, expected (2, 6, 16): the same shape as x"
+        )
+    return "(2, 6, 16) in, (2, 6, 16) out"
+
+
+def check_mha_causal(multi_head_attention):
+    _, weights = _engine_layer(16, 4, seed=1)
+    x = _randn(1, 6, 16, seed=3)
+    changed = x.clone()
+    changed[:, -1] = _randn(16, seed=4)
+    before, after = (
+        _mha(multi_head_attention, x, weights, 4),
+        _mha(multi_head_attention, changed, weights, 4),
+    )
+    moved = (before[:, :-1] - after[:, :-1]).abs().amax(dim=(0, 2))
+    if moved.max() > 1e-6:
+        raise CheckFailed(
+            f"changing only the last token moved the output at position {int(moved.argmax())} by "
+            f"{moved.max().item():.3g}: apply the causal mask so no position sees later ones"
+        )
+    return "earlier positions do not move when a later token changes"
+
+
+def check_mha_engine(multi_head_attention):
+    layer, weights = _engine_layer(16, 4, seed=2)
+    x = _randn(2, 6, 16, seed=5)
+    out = _mha(multi_head_attention, x, weights, 4)
+    with torch.no_grad():
+        expected, _ = layer(x)
+    if tuple(out.shape) != tuple(expected.shape) or not torch.allclose(out, expected, atol=1e-5):
+        raise CheckFailed(_diagnose(out, x, weights, 4))
+    return "matches the engine's CausalSelfAttention (4 heads, same weights) to 1e-5"
+
+
+def check_mha_head_counts(multi_head_attention):
+    for H in (1, 2, 8):
+        layer, weights = _engine_layer(16, H, seed=10 + H)
+        x = _randn(2, 5, 16, seed=H)
+        out = _mha(multi_head_attention, x, weights, H)
+        with torch.no_grad():
+            expected, _ = layer(x)
+        if tuple(out.shape) != tuple(expected.shape) or not torch.allclose(
+            out, expected, atol=1e-5
+        ):
+            raise CheckFailed(f"with n_heads={H}: {_diagnose(out, x, weights, H)}")
+    return "also matches with 1, 2 and 8 heads"
+
+
+SPLIT_CHECKS = [
+    ("split shape", check_split_shape),
+    ("split order", check_split_order),
+    ("split error", check_split_error),
+]
+# The merge checks get (split_heads, merge_heads): the round trip needs both.
+MERGE_CHECKS = [
+    ("merge shape", check_merge_shape),
+    ("merge order", check_merge_order),
+    ("round trip", check_round_trip),
+]
+MHA_CHECKS = [
+    ("attention shape", check_mha_shape),
+    ("no peeking", check_mha_causal),
+    ("matches the engine", check_mha_engine),
+    ("any number of heads", check_mha_head_counts),
+]
+CHECKS = SPLIT_CHECKS + MERGE_CHECKS + MHA_CHECKS
+
+
+def check_multi_head(split_heads, merge_heads, multi_head_attention):
+    """Run every check on the learner's three functions; prints one line per check."""
+    reports = [
+        run_checks(SPLIT_CHECKS, split_heads, "split_heads"),
+        run_checks(MERGE_CHECKS, (split_heads, merge_heads), "merge_heads"),
+        run_checks(MHA_CHECKS, multi_head_attention, "multi_head_attention"),
+    ]
+    return Report(tuple(r for report in reports for r in report.results))

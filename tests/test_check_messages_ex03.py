@@ -1,0 +1,244 @@
+"""Exercise 3's checks can fail, and say what is wrong in one sentence; llmlab.positions validates its input.
+
+Each broken sinusoidal_encoding or apply_rope below makes one classic mistake; the matching check
+must FAIL with a message that names it, while the reference solution passes every check.
+"""
+
+import importlib.util
+
+import pytest
+import torch
+from notebook_tools import ROOT
+
+from llmlab import positions
+from llmlab.checks import FAIL, TODO, run_checks
+from llmlab.checks.ex03_positions import (
+    ROPE_CHECKS,
+    SINUSOIDAL_CHECKS,
+    check_rope,
+    check_sinusoidal,
+)
+
+
+def load_solution():
+    spec = importlib.util.spec_from_file_location(
+        "solution03", ROOT / "exercises" / "solutions" / "03_positions.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+SOLUTION = load_solution()
+
+
+# ---- broken sinusoidal tables ----------------------------------------------------------------
+
+
+def table_variant(exponent="2i", swap=False, layout="interleaved", sin_only=False, base=10000, multiply=False,
+                  dtype=torch.float32, transpose=False):  # fmt: skip
+    def sinusoidal_encoding(n_positions, d_model):
+        pos = torch.arange(n_positions, dtype=torch.float64)[:, None]
+        cols = torch.arange(d_model, dtype=torch.float64)
+        pair = (
+            torch.div(cols, 2, rounding_mode="floor")
+            if layout == "interleaved"
+            else cols % (d_model // 2)
+        )
+        power = {"2i": 2 * pair, "i": pair, "column": cols}[exponent] / d_model
+        angles = (
+            pos * base**power if multiply else pos / base**power
+        )  # (P, d_model), one angle per column
+        is_first = cols % 2 == 0 if layout == "interleaved" else cols < d_model // 2
+        first, second = (torch.cos, torch.sin) if swap else (torch.sin, torch.cos)
+        pe = torch.where(is_first, first(angles), first(angles) if sin_only else second(angles))
+        pe = pe.to(dtype)
+        return pe.T if transpose else pe
+
+    return sinusoidal_encoding
+
+
+def rope_variant(
+    direction=1, layout="interleaved", ignore_positions=False, base=10000.0, scale_only=False
+):
+    def apply_rope(x, positions):
+        T, d = x.shape[-2:]
+        pos = torch.arange(T) if ignore_positions else torch.as_tensor(positions)
+        angles = direction * pos.double()[:, None] * base ** (-torch.arange(0, d, 2).double() / d)
+        cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+        if layout == "interleaved":
+            a, b = x[..., 0::2], x[..., 1::2]
+        else:
+            a, b = x[..., : d // 2], x[..., d // 2 :]
+        if scale_only:  # multiplies by cos and adds sin instead of rotating
+            new_a, new_b = a * cos + sin, b * cos + sin
+        else:
+            new_a, new_b = a * cos - b * sin, a * sin + b * cos
+        if layout == "interleaved":
+            return torch.stack([new_a, new_b], dim=-1).flatten(-2)
+        return torch.cat([new_a, new_b], dim=-1)
+
+    return apply_rope
+
+
+def statuses(checks, fn, name):
+    return {r.name: (r.status, r.message) for r in run_checks(checks, fn, name).results}
+
+
+def test_the_variants_reproduce_the_reference_when_unbroken():
+    assert torch.equal(table_variant()(12, 8), positions.sinusoidal_encoding(12, 8))
+    x = torch.randn(2, 5, 8, dtype=torch.float64)
+    assert torch.allclose(
+        rope_variant()(x, torch.arange(3, 8)), positions.apply_rope(x, range(3, 8))
+    )
+
+
+def test_reference_solution_passes_all():
+    a, b = check_sinusoidal(SOLUTION.sinusoidal_encoding), check_rope(SOLUTION.apply_rope)
+    assert a.solved and len(a.results) == len(SINUSOIDAL_CHECKS)
+    assert b.solved and len(b.results) == len(ROPE_CHECKS)
+
+
+def test_solution_matches_the_library():
+    assert torch.allclose(
+        SOLUTION.sinusoidal_encoding(30, 12), positions.sinusoidal_encoding(30, 12)
+    )
+    x = torch.randn(3, 7, 10)
+    assert torch.allclose(
+        SOLUTION.apply_rope(x, torch.arange(7)), positions.apply_rope(x, torch.arange(7))
+    )
+
+
+def test_stubs_report_todo_everywhere():
+    def stub(*args):
+        raise NotImplementedError
+
+    for report in (check_sinusoidal(stub), check_rope(stub)):
+        assert {r.status for r in report.results} == {TODO} and not report.solved
+
+
+@pytest.mark.parametrize(
+    "broken, check, words",
+    [
+        (table_variant(swap=True), "A position 0", "[0, 1, 0, 1, ...]"),
+        (table_variant(swap=True), "A values", "swapped"),
+        (table_variant(layout="halves"), "A values", "first half"),
+        (table_variant(exponent="column"), "A values", "(2i + 1) / d_model"),
+        (table_variant(exponent="column"), "A offsets", "depends only on the offset"),
+        (table_variant(exponent="i"), "A values", "should be 2i / d_model"),
+        (table_variant(multiply=True), "A values", "divide instead"),
+        (table_variant(base=1000), "A values", "base is 1000"),
+        (table_variant(sin_only=True), "A offsets", "changes with p"),
+        (table_variant(dtype=torch.float64), "A dtype", "float32"),
+        (table_variant(transpose=True), "A shape", "one row per position"),
+    ],
+)
+def test_each_table_mistake_fails_its_check_with_a_reason(broken, check, words):
+    status, message = statuses(SINUSOIDAL_CHECKS, broken, "sinusoidal_encoding")[check]
+    assert status == FAIL, f"{check} should fail, got {status}: {message}"
+    assert words in message
+    assert "\n" not in message, "a check explains itself in one line"
+
+
+@pytest.mark.parametrize(
+    "broken, check, words",
+    [
+        (rope_variant(direction=-1), "B values", "wrong way"),
+        (rope_variant(layout="halves"), "B values", "rotate-half"),
+        (rope_variant(ignore_positions=True), "B values", "instead of the given positions"),
+        (rope_variant(ignore_positions=True), "B position 0", "unchanged"),
+        (rope_variant(base=1000.0), "B values", "base is 1000"),
+        (rope_variant(scale_only=True), "B lengths", "keeps every vector's length"),
+        (rope_variant(scale_only=True), "B relative", "depend only on m - n"),
+    ],
+)
+def test_each_rope_mistake_fails_its_check_with_a_reason(broken, check, words):
+    status, message = statuses(ROPE_CHECKS, broken, "apply_rope")[check]
+    assert status == FAIL, f"{check} should fail, got {status}: {message}"
+    assert words in message
+    assert "\n" not in message, "a check explains itself in one line"
+
+
+def test_a_rope_that_changes_dtype_or_shape_is_named():
+    status, message = statuses(
+        ROPE_CHECKS, lambda x, p: SOLUTION.apply_rope(x, p).float(), "apply_rope"
+    )["B shape and dtype"]
+    assert status == FAIL and "float64" in message
+    status, message = statuses(
+        ROPE_CHECKS, lambda x, p: SOLUTION.apply_rope(x, p)[..., :4], "apply_rope"
+    )["B shape and dtype"]
+    assert status == FAIL and "keep x's shape" in message
+
+
+def test_a_table_that_is_not_a_tensor_is_named():
+    status, message = statuses(
+        SINUSOIDAL_CHECKS,
+        lambda n, d: SOLUTION.sinusoidal_encoding(n, d).tolist(),
+        "sinusoidal_encoding",
+    )["A shape"]
+    assert status == FAIL and "torch.Tensor" in message
+
+
+# ---- llmlab.positions: the properties the chapter relies on, and clear errors -----------------
+
+
+def test_rope_scores_depend_only_on_the_offset_and_keep_lengths():
+    g = torch.Generator().manual_seed(0)
+    q, k = torch.randn(2, 32, dtype=torch.float64, generator=g)
+    rq = positions.apply_rope(q.expand(20, 32), range(20))
+    rk = positions.apply_rope(k.expand(20, 32), range(20))
+    scores = rq @ rk.T
+    assert torch.allclose(scores[3, 1], scores[10, 8]) and torch.allclose(
+        scores[1, 3], scores[8, 10]
+    )
+    assert torch.allclose(rq.norm(dim=-1), q.norm().expand(20))
+
+
+def test_sinusoidal_values_follow_the_formula():
+    pe = positions.sinusoidal_encoding(8, 6, base=100.0)
+    assert pe[5, 2].item() == pytest.approx(
+        torch.sin(torch.tensor(5 / 100 ** (2 / 6))).item(), abs=1e-6
+    )
+    assert pe[5, 3].item() == pytest.approx(
+        torch.cos(torch.tensor(5 / 100 ** (2 / 6))).item(), abs=1e-6
+    )
+
+
+@pytest.mark.parametrize(
+    "call, error, words",
+    [
+        (lambda: positions.sinusoidal_encoding(4, 7), ValueError, "d_model must be even"),
+        (lambda: positions.sinusoidal_encoding(0, 8), ValueError, "n_positions must be >= 1"),
+        (lambda: positions.sinusoidal_encoding(4.0, 8), TypeError, "n_positions must be an int"),
+        (
+            lambda: positions.sinusoidal_encoding(4, 8, base=1),
+            ValueError,
+            "base must be a number > 1",
+        ),
+        (
+            lambda: positions.apply_rope(torch.randn(3, 5), [0, 1, 2]),
+            ValueError,
+            "x.shape[-1] must be even",
+        ),
+        (
+            lambda: positions.apply_rope(torch.randn(3, 4), [0, 1]),
+            ValueError,
+            "3 integer positions",
+        ),
+        (
+            lambda: positions.apply_rope(torch.randn(3, 4), [0.0, 1.0, 2.0]),
+            ValueError,
+            "integer positions",
+        ),
+        (
+            lambda: positions.apply_rope(torch.arange(12).view(3, 4), [0, 1, 2]),
+            TypeError,
+            "floating-point",
+        ),
+        (lambda: positions.apply_rope(torch.randn(4), [0]), ValueError, "(..., T, d)"),
+    ],
+)
+def test_bad_arguments_get_clear_errors(call, error, words):
+    with pytest.raises(error) as info:
+        call()
+    assert words in str(info.value)
