@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# PyTorch's idle OpenMP threads otherwise spin and starve a second process on a 2-core machine
+# (two notebooks at once went from ~40 s to ~650 s each). Kernels inherit this.
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: book test lab setup clean
 

@@ -16,7 +16,13 @@ import os
 import torch
 import torch.nn.functional as F
 
-from llmlab.measure import decode_step_bytes, default_device, read_bandwidth, seed_everything, time_it
+from llmlab.measure import (
+    decode_step_bytes,
+    default_device,
+    read_bandwidth,
+    seed_everything,
+    time_it,
+)
 from llmlab.model import GPTConfig, TinyGPT
 
 GPT2_SMALL = GPTConfig(vocab_size=50257, block_size=1024, n_layer=12, n_head=12, n_embd=768)
@@ -28,8 +34,10 @@ def cached_step(model, context: int):
     cache = model.new_kv_cache(batch_size=1, max_len=context + 1)
     prefix = torch.randint(model.config.vocab_size, (1, context), device=model.device)
     token = torch.randint(model.config.vocab_size, (1, 1), device=model.device)
-    model(prefix, kv_cache=cache)  # fill the cache once; every timed step reuses its contents
+    with torch.inference_mode():
+        model(prefix, kv_cache=cache)  # fill the cache once; every timed step reuses its contents
 
+    @torch.inference_mode()
     def step():
         cache.length = context  # forget the previous timed token: the cache never overflows
         return model(token, kv_cache=cache, last_only=True)
@@ -40,10 +48,17 @@ def cached_step(model, context: int):
 def uncached_step(model, context: int):
     """A function that runs the same step without a cache: the whole context + 1 tokens again."""
     idx = torch.randint(model.config.vocab_size, (1, context + 1), device=model.device)
-    return lambda: model(idx, last_only=True)
+
+    @torch.inference_mode()
+    def step():
+        return model(idx, last_only=True)
+
+    return step
 
 
-def matvec_bandwidth(n_in: int, n_out: int, layout: str, nbytes: int, device=None, repeat: int = 7) -> float:
+def matvec_bandwidth(
+    n_in: int, n_out: int, layout: str, nbytes: int, device=None, repeat: int = 7
+) -> float:
     """Bytes/s of weights streamed by one-token products x (1, n_in) -> (1, n_out).
 
     layout "x @ W": W stored (in, out), as llmlab's Linear does; "F.linear": W stored (out, in),
@@ -65,54 +80,74 @@ def matvec_bandwidth(n_in: int, n_out: int, layout: str, nbytes: int, device=Non
     return copies * 4 * n_in * n_out / time_it(run, repeat=repeat, device=device).median_s
 
 
+def cpu_cores() -> int:
+    """Cores this process may run on (a container may get fewer than the machine has)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--contexts", type=int, nargs="+", default=[128, 512], help="tokens already in the sequence")
-    parser.add_argument("--repeat", type=int, default=7, help="timed runs per figure (the median is shown)")
-    parser.add_argument("--small", action="store_true", help="a tiny model and buffer: a quick smoke run")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--contexts",
+        type=int,
+        nargs="+",
+        default=[128, 512],
+        help="tokens already in the sequence when the step runs",
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=7, help="timed runs per figure (the median is shown)"
+    )
+    parser.add_argument(
+        "--small", action="store_true", help="a tiny model and buffer: a smoke run in seconds"
+    )
     args = parser.parse_args(argv)
     config = SMALL if args.small else GPT2_SMALL
     for context in args.contexts:
         if not 1 <= context < config.block_size:
-            parser.error(f"--contexts: each must be in [1, {config.block_size - 1}], got {context}")
+            parser.error(f"--contexts must be in [1, {config.block_size - 1}], got {context}")
     if args.repeat < 1:
         parser.error(f"--repeat must be >= 1, got {args.repeat}")
 
     device = default_device()
-    if device.type == "cpu":
-        torch.set_num_threads(min(os.cpu_count() or 1, torch.get_num_threads()))
+    if device.type == "cpu":  # a thread per core: one core alone cannot pull the full bandwidth
+        torch.set_num_threads(min(cpu_cores(), torch.get_num_threads()))
     seed_everything(0)
     model = TinyGPT(config).to(device).eval()
     threads = f", {torch.get_num_threads()} threads" if device.type == "cpu" else ""
     print(f"model: {model.num_params() / 1e6:.1f}M parameters, fp32, on {device}{threads}")
 
-    buffer = 16 * 2**20 if args.small else 512 * 2**20  # must dwarf the caches to measure memory
+    buffer = (16 if args.small else 512) * 2**20  # must dwarf the caches to measure memory
     bandwidth = read_bandwidth(buffer, device=device)
-    print(f"read bandwidth: {bandwidth / 1e9:.1f} GB/s (x.sum() over a {buffer / 2**20:.0f} MiB fp32 tensor)")
+    print(
+        f"read bandwidth: {bandwidth / 1e9:.1f} GB/s (x.sum() over {buffer // 2**20} MiB of fp32)"
+    )
     C, V = config.n_embd, config.vocab_size
     with torch.inference_mode():
-        layouts = {lay: matvec_bandwidth(C, V, lay, buffer, device, args.repeat) for lay in ("x @ W", "F.linear")}
-    print(
-        f"one-token matmul with the lm_head's shape ({C}x{V}), weights from memory: "
-        + ", ".join(f"{lay} {bw / 1e9:.1f} GB/s" for lay, bw in layouts.items())
-    )
+        layouts = [
+            (lay, matvec_bandwidth(C, V, lay, buffer, device, args.repeat))
+            for lay in ("x @ W", "F.linear")
+        ]
+    rates = ", ".join(f"{lay} {rate / 1e9:.1f} GB/s" for lay, rate in layouts)
+    print(f"one-token product with the lm_head's shape ({C}x{V}), weights from memory: {rates}")
 
     print(
         f"{'context':>7} {'cached ms':>10} {'uncached ms':>12} {'speedup':>8} "
         f"{'MB/step':>8} {'floor ms':>9} {'x floor':>8}"
     )
-    with torch.inference_mode():
-        for context in args.contexts:
-            cached = time_it(cached_step(model, context), repeat=args.repeat, device=device)
-            uncached = time_it(uncached_step(model, context), repeat=args.repeat, device=device)
-            nbytes = decode_step_bytes(model, context)
-            floor_s = nbytes / bandwidth
-            print(
-                f"{context:>7} {cached.ms:>10.2f} {uncached.ms:>12.2f} {uncached.median_s / cached.median_s:>7.1f}x "
-                f"{nbytes / 1e6:>8.1f} {floor_s * 1e3:>9.2f} {cached.median_s / floor_s:>7.2f}x"
-            )
-    print("cached: 1 token against a cache of `context`; uncached: context + 1 tokens from scratch;")
-    print("floor: bytes a cached step reads (weights + KV cache) / read bandwidth")
+    for context in args.contexts:
+        cached = time_it(cached_step(model, context), repeat=args.repeat, device=device)
+        uncached = time_it(uncached_step(model, context), repeat=args.repeat, device=device)
+        nbytes = decode_step_bytes(model, context)
+        floor_s = nbytes / bandwidth
+        speedup = uncached.median_s / cached.median_s
+        print(
+            f"{context:>7} {cached.ms:>10.2f} {uncached.ms:>12.2f} {speedup:>7.1f}x "
+            f"{nbytes / 1e6:>8.1f} {floor_s * 1e3:>9.2f} {cached.median_s / floor_s:>7.2f}x"
+        )
+    print("cached: 1 new token against a cache of `context`; uncached: context + 1 tokens afresh;")
+    print("floor: bytes a cached step reads (all weights + KV cache) / read bandwidth")
 
 
 if __name__ == "__main__":

@@ -72,3 +72,13 @@ def output_text(nb) -> str:
 def check_lines(nb) -> list[tuple[str, str]]:
     """The (status, text) of every exercise check line the notebook printed."""
     return CHECK_LINE.findall(output_text(nb))
+
+
+def bad_glue(values: list[str]) -> list[str]:
+    """Glued values a reader should never see: empty, nan/inf/None, or a raw tensor repr.
+
+    Most glue is a number; a few pages glue a computed word ("four heads", "less than"),
+    which is fine as long as it is not one of these.
+    """
+    bad = re.compile(r"^\s*$|\b(nan|inf|None)\b|tensor\(", re.IGNORECASE)
+    return [v for v in values if bad.search(v)]

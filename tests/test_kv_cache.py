@@ -1,5 +1,7 @@
 """The KV cache's promise: it changes how much work a step does, never the numbers it produces."""
 
+import itertools
+
 import pytest
 import torch
 from hypothesis import given
@@ -16,7 +18,7 @@ def feed_in_chunks(model, ids, cuts):
     cache = model.new_kv_cache(ids.size(0), max_len=ids.size(1))  # exactly full at the end
     bounds = [0, *cuts, ids.size(1)]
     with torch.inference_mode():
-        logits = [model(ids[:, a:b], kv_cache=cache) for a, b in zip(bounds, bounds[1:], strict=False)]
+        logits = [model(ids[:, a:b], kv_cache=cache) for a, b in itertools.pairwise(bounds)]
     assert cache.length == ids.size(1)
     return torch.cat(logits, dim=1)
 
@@ -38,7 +40,9 @@ def test_prompt_fed_in_any_chunks_matches_full_forward(data, models, ids_for):
     model = data.draw(models)
     ids = data.draw(ids_for(model))
     # Any split: two pieces, one token at a time, uneven pieces...
-    cuts = sorted(data.draw(st.sets(st.integers(1, ids.size(1) - 1)), label="cuts")) if ids.size(1) > 1 else []
+    T = ids.size(1)
+    cut_after = data.draw(st.lists(st.booleans(), min_size=T - 1, max_size=T - 1), label="cuts")
+    cuts = [t + 1 for t, cut in enumerate(cut_after) if cut]
     with torch.inference_mode():
         full = model(ids)
     torch.testing.assert_close(feed_in_chunks(model, ids, cuts), full, rtol=0, atol=ATOL)
@@ -69,30 +73,6 @@ def test_a_reset_cache_is_as_good_as_new(data, models, ids_for):
     torch.testing.assert_close(again, first, rtol=0, atol=0)
 
 
-@given(data=st.data())
-def test_attention_weights_are_causal_distributions(data, models, ids_for):
-    model = data.draw(models)
-    ids = data.draw(ids_for(model))
-    B, T = ids.shape
-    c = model.config
-    with torch.inference_mode():
-        _, attentions = model(ids, return_attention=True)
-        cache = model.new_kv_cache(B)
-        if T > 1:
-            model(ids[:, :-1], kv_cache=cache)
-        _, step_attentions = model(ids[:, -1:], kv_cache=cache, return_attention=True)
-    assert len(attentions) == c.n_layer
-    above_diagonal = torch.ones(T, T, dtype=torch.bool).triu(diagonal=1)
-    for weights, step in zip(attentions, step_attentions, strict=True):
-        assert weights.shape == (B, c.n_head, T, T)  # (B, H, T, S)
-        torch.testing.assert_close(weights.sum(-1), torch.ones(B, c.n_head, T))
-        assert (weights[..., above_diagonal] == 0).all(), "a query attended to a later position"
-        assert (weights >= 0).all()
-        # One cached step of the last token attends exactly like the last row of the full pass.
-        assert step.shape == (B, c.n_head, 1, T)
-        torch.testing.assert_close(step, weights[:, :, -1:], rtol=0, atol=ATOL)
-
-
 # --- size -------------------------------------------------------------------------------------
 
 
@@ -110,14 +90,22 @@ def test_cache_nbytes_matches_the_formula(data, models):
 def test_grouped_query_attention_shrinks_the_cache_by_the_group_size():
     sizes = {}
     for n_kv_head in (8, 2, 1):  # multi-head, grouped-query, multi-query
-        model = TinyGPT(GPTConfig(vocab_size=16, block_size=32, n_layer=2, n_head=8, n_embd=64, n_kv_head=n_kv_head))
+        model = TinyGPT(
+            GPTConfig(
+                vocab_size=16, block_size=32, n_layer=2, n_head=8, n_embd=64, n_kv_head=n_kv_head
+            )
+        )
         sizes[n_kv_head] = model.new_kv_cache().nbytes
     assert sizes[8] == 4 * sizes[2] == 8 * sizes[1]
 
 
 def test_kv_cache_bytes_counts_bytes_per_element():
-    assert kv_cache_bytes(12, 12, 64, 1024) == 2 * 12 * 12 * 1024 * 64 * 4  # GPT-2 small, fp32: 75.5 MB
-    assert kv_cache_bytes(12, 12, 64, 1024, bytes_per_element=2) * 2 == kv_cache_bytes(12, 12, 64, 1024)
+    assert (
+        kv_cache_bytes(12, 12, 64, 1024) == 2 * 12 * 12 * 1024 * 64 * 4
+    )  # GPT-2 small, fp32: 75.5 MB
+    assert kv_cache_bytes(12, 12, 64, 1024, bytes_per_element=2) * 2 == kv_cache_bytes(
+        12, 12, 64, 1024
+    )
     assert kv_cache_bytes(12, 12, 64, 0) == 0  # an empty sequence holds nothing
 
 
@@ -125,7 +113,9 @@ GOOD = dict(n_layer=2, n_kv_head=2, head_dim=8, seq_len=16, batch_size=1, bytes_
 
 
 @pytest.mark.parametrize("name", list(GOOD))
-@pytest.mark.parametrize("bad, error", [(-1, ValueError), (1.5, TypeError), (True, TypeError), ("8", TypeError)])
+@pytest.mark.parametrize(
+    "bad, error", [(-1, ValueError), (1.5, TypeError), (True, TypeError), ("8", TypeError)]
+)
 def test_kv_cache_bytes_rejects_bad_sizes(name, bad, error):
     with pytest.raises(error, match=name):
         kv_cache_bytes(**{**GOOD, name: bad})
@@ -141,7 +131,9 @@ CACHE = dict(n_layer=2, n_kv_head=2, head_dim=8, batch_size=1, max_len=4)
 
 
 @pytest.mark.parametrize("name", list(CACHE))
-@pytest.mark.parametrize("bad, error", [(0, ValueError), (-2, ValueError), (2.0, TypeError), (False, TypeError)])
+@pytest.mark.parametrize(
+    "bad, error", [(0, ValueError), (-2, ValueError), (2.0, TypeError), (False, TypeError)]
+)
 def test_kv_cache_rejects_bad_sizes(name, bad, error):
     with pytest.raises(error, match=name):
         KVCache(**{**CACHE, name: bad})
@@ -153,7 +145,9 @@ def test_kv_cache_rejects_bad_sizes(name, bad, error):
 @pytest.fixture
 def model():
     torch.manual_seed(0)
-    return TinyGPT(GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=8, n_kv_head=1)).eval()
+    return TinyGPT(
+        GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=8, n_kv_head=1)
+    ).eval()
 
 
 def test_a_cache_cannot_be_used_past_its_max_len(model):

@@ -1,0 +1,212 @@
+"""Shared by the browser tests: find Chromium (or skip), serve a folder, a free port, and the
+console messages a page may print without failing a test.
+
+Browser tests drive Debian's Chromium (/usr/bin/chromium) with Python Playwright; they never
+download a browser. Without Chromium they skip with a one-line reason on a developer's machine,
+and fail when the environment variable CI is set (CI must run them).
+"""
+
+import contextlib
+import functools
+import http.server
+import os
+import re
+import shutil
+import socket
+import subprocess
+import tarfile
+import threading
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SCREENSHOTS = ROOT / "_build" / "screenshots"
+WIDGET_ASSETS = (
+    ROOT / "_build" / "widget-assets"
+)  # npm packages for the widget test (ignored by git)
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
+
+
+def skip_or_fail(reason: str):
+    """Skip on a developer's machine; fail in CI, where every browser test must run."""
+    if in_ci():
+        pytest.fail(f"{reason} (CI is set, so this is a failure, not a skip)")
+    pytest.skip(reason)
+
+
+def chromium_executable() -> str:
+    """Debian's Chromium (or $CHROMIUM); skips or fails (see skip_or_fail) when there is none."""
+    candidates = [
+        os.environ.get("CHROMIUM"),
+        "/usr/bin/chromium",
+        shutil.which("chromium"),
+        shutil.which("chromium-browser"),
+    ]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    skip_or_fail("no Chromium found (apt-get install chromium, or set CHROMIUM=/path/to/chromium)")
+
+
+@contextlib.contextmanager
+def chromium():
+    """A headless Chromium driven by Playwright; closed on exit."""
+    executable = chromium_executable()
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        skip_or_fail("Python playwright is not installed (pip install -r requirements-test.txt)")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@contextlib.contextmanager
+def static_server(directory: Path):
+    """Serve a folder on 127.0.0.1 at a free port (chosen by the OS); yields the base URL."""
+    handler = functools.partial(_QuietHandler, directory=str(directory))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+# Console errors (and uncaught page errors) that a built page may show, each with why it is harmless.
+# Anything else is a failure. Each entry: (message kind, regex on the text, regex on the source URL, reason).
+CONSOLE_ALLOW_LIST = [
+    (
+        "error",
+        r"^Failed to load resource: net::ERR_FAILED$",
+        r"^https?://(?!127\.0\.0\.1[:/])",
+        "the tests cut the page off from the internet, as a reader offline would be: CDN scripts "
+        "(MathJax, require.js, the widget manager) fail to load; pages must work without them",
+    ),
+    (
+        "pageerror",
+        r"^Identifier 'THEBE_JS_URL' has already been declared$",
+        r"",
+        "sphinx-thebe 0.3.1 declares the constant in two script tags; the second declaration is "
+        "rejected and the first one stays in effect (the Live Code button still works)",
+    ),
+    (
+        "error",
+        r"^Got invalid theme mode: \. Resetting to auto\.$",
+        r"",
+        "pydata-sphinx-theme on a first visit (no stored light/dark choice): it falls back to auto",
+    ),
+]
+
+
+# With the widget manager loaded (the embedded-widget test), two more, which a reader online gets too.
+WIDGET_CONSOLE_ALLOW_LIST = [
+    (
+        "pageerror",
+        r"^Cannot read properties of undefined \(reading 'Queue'\)$",
+        r"",
+        "@jupyter-widgets/controls typesets widget labels with MathJax 2's MathJax.Hub.Queue whenever "
+        "window.MathJax exists; the book configures MathJax 3, which has no Hub, so each label stays "
+        "plain text (as it should) after this error",
+    ),
+    (
+        "error",
+        r"^Failed to load resource: the server responded with a status of 404",
+        r"/@jupyter-widgets/html-manager/dist/[0-9a-f]+\.(woff2?|ttf|eot|svg)$",
+        "html-manager 1.0.6 looks for its bundled icon fonts next to the page instead of next to its "
+        "script; only icons are affected (the course's widgets use none)",
+    ),
+]
+
+
+def is_allowed(kind: str, text: str, url: str = "", allow_list=CONSOLE_ALLOW_LIST) -> bool:
+    return any(
+        kind == k and re.search(text_re, text) and re.search(url_re, url or "")
+        for k, text_re, url_re, _reason in allow_list
+    )
+
+
+class ConsoleLog:
+    """Collects a page's console errors and uncaught exceptions; `unexpected` lists the others."""
+
+    def __init__(self, page, allow_list=CONSOLE_ALLOW_LIST):
+        self.messages = []
+        self.allow_list = allow_list
+        page.on("console", self._on_console)
+        page.on("pageerror", lambda error: self.messages.append(("pageerror", str(error), "")))
+
+    def _on_console(self, message):
+        if message.type == "error":
+            self.messages.append(("error", message.text, message.location.get("url", "")))
+
+    @property
+    def unexpected(self):
+        return [m for m in self.messages if not is_allowed(*m, allow_list=self.allow_list)]
+
+
+def screenshot_path(prefix: str, name: str) -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    return SCREENSHOTS / f"{prefix}_{name.replace('/', '_')}.png"
+
+
+def npm_package_file(package: str, version: str, member: str) -> Path:
+    """A file from an npm package (`npm pack package@version`), cached under _build/widget-assets.
+
+    Skips (fails in CI) when npm is missing or the registry cannot be reached.
+    """
+    folder = WIDGET_ASSETS / f"{package.replace('/', '__').lstrip('@')}-{version}"
+    target = folder / "package" / member
+    if target.exists():
+        return target
+    npm = shutil.which("npm")
+    if npm is None:
+        skip_or_fail(
+            "npm is not installed (needed to fetch the widget manager for the widget test)"
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(
+        [npm, "pack", f"{package}@{version}", "--silent", "--pack-destination", str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    tarballs = sorted(folder.glob("*.tgz"))
+    if result.returncode != 0 or not tarballs:
+        skip_or_fail(
+            f"npm pack {package}@{version} failed: {(result.stderr or result.stdout).strip()[-300:]}"
+        )
+    with tarfile.open(tarballs[0]) as tar:
+        tar.extractall(folder, filter="data")
+    assert target.exists(), f"{member} is not in npm package {package}@{version}"
+    return target

@@ -1,0 +1,315 @@
+"""The notebooks in JupyterLab, in a real browser, as a reader runs them.
+
+JupyterLab is started from the repository root in the course's environment (127.0.0.1, a free
+port, a random token, fresh settings/workspace/runtime folders, autosave off so no output is ever
+written into the repository). Chromium (driven by Playwright) opens every notebook of _toc.yml,
+runs all cells from the Run menu and waits until the kernel has executed every cell. Then: no cell
+shows an error, every figure loaded; chapter 1's attention explorer redraws its heatmap when the
+"head" slider moves; an exercise's checks say TODO while the stub is in place. A screenshot of
+each notebook goes to _build/screenshots/lab_*.png.
+
+Without Chromium these tests skip (fail when CI is set); see tests/browser_tools.py.
+"""
+
+import json
+import os
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+from browser_tools import chromium, free_port, screenshot_path
+from notebook_tools import ROOT, toc_files
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("jupyterlab")]
+
+NOTEBOOKS = [f"{name}.ipynb" for name in toc_files() if (ROOT / f"{name}.ipynb").exists()]
+WIDGET_NOTEBOOK = "chapters/01_qkv.ipynb"
+RUN_TIMEOUT_S = (
+    300  # one notebook, all cells: under 30 s each alone on 2 cores, more when CI runs in parallel
+)
+
+# Lab settings for a clean, reproducible session: never save the executed notebooks into the
+# repository, render every cell (no windowing) so that all outputs are in the page, no news popup.
+LAB_SETTINGS = {
+    "@jupyterlab/docmanager-extension/plugin.jupyterlab-settings": {"autosave": False},
+    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {
+        "windowingMode": "none",
+        "autoStartDefaultKernel": True,  # no "Select Kernel" dialog when the server is slow to answer
+    },
+    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
+        "fetchNews": "false",
+        "checkForUpdates": False,
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """JupyterLab on the repository: yields (base URL, token); stopped at the end, whatever happens."""
+    state = tmp_path_factory.mktemp("jupyter")
+    for relative, values in LAB_SETTINGS.items():
+        path = state / "settings" / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(values))
+    port, token = free_port(), secrets.token_hex(16)
+    env = dict(
+        os.environ,
+        JUPYTER_CONFIG_DIR=str(state / "config"),
+        JUPYTER_RUNTIME_DIR=str(state / "runtime"),
+        JUPYTERLAB_SETTINGS_DIR=str(state / "settings"),
+        JUPYTERLAB_WORKSPACES_DIR=str(state / "workspaces"),
+        PYTHONUNBUFFERED="1",
+    )
+    # Idle OpenMP threads sleep instead of spinning: with other torch processes on the same cores
+    # (pytest -n 2), spinning threads slowed a training cell 18x in our runs.
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    command = [
+        sys.executable,
+        "-m",
+        "jupyter",
+        "lab",
+        "--no-browser",
+        "--ip=127.0.0.1",
+        f"--port={port}",
+        "--port-retries=0",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={ROOT}",
+        f"--FileCheckpoints.checkpoint_dir={state / 'checkpoints'}",  # no .ipynb_checkpoints in the repo
+        "--LabApp.news_url=None",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        "--LabApp.extension_manager=readonly",  # no extension listing fetched from PyPI
+    ]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        command.append("--allow-root")  # containers and CI run as root
+    log = (state / "lab.log").open("w")
+    server = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    base = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if server.poll() is not None:
+                pytest.fail(
+                    f"JupyterLab exited with {server.returncode}:\n{(state / 'lab.log').read_text()[-3000:]}"
+                )
+            try:
+                with urllib.request.urlopen(
+                    f"{base}api/status?token={token}", timeout=2
+                ) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"JupyterLab did not answer in 90 s:\n{(state / 'lab.log').read_text()[-3000:]}"
+                )
+            time.sleep(0.25)
+        yield base, token
+    finally:
+        _stop(server)
+        log.close()
+
+
+def _stop(server):
+    """SIGTERM JupyterLab (it shuts its kernels down), then SIGKILL its process group if it lingers."""
+    if server.poll() is None:
+        server.terminate()  # Jupyter shuts its kernels down and exits on SIGTERM
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(server.pid, signal.SIGKILL)  # kernels left behind, if any (their own session)
+    except ProcessLookupError:
+        pass
+    server.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with chromium() as b:
+        yield b
+
+
+# The open notebook (JupyterLab keeps other panels in the page, hidden).
+ACTIVE = ".jp-NotebookPanel:not(.lm-mod-hidden)"
+
+# The notebook's run state: each code cell's prompt ("[3]:", "[*]:", "[ ]:"), the kernel status,
+# and whether a cell shows a traceback (Run All stops at a failing cell).
+RUN_STATE_JS = """(panel) => ({
+    prompts: Array.from(document.querySelectorAll(`${panel} .jp-CodeCell .jp-InputArea-prompt`))
+        .map(p => p.textContent.trim()),
+    kernel: document.querySelector(`${panel} .jp-Notebook-ExecutionIndicator`)?.getAttribute('data-status'),
+    kernelName: document.querySelector(`${panel} .jp-Toolbar-kernelName`)?.innerText.trim(),
+    failed: Array.from(document.querySelectorAll(`${panel} [data-mime-type="application/vnd.jupyter.stderr"]`))
+        .some(o => o.innerText.includes('Traceback')),
+})"""
+
+
+def kernel_ready(state):
+    return state["kernel"] == "idle" and state["kernelName"] == "Python 3 (ipykernel)"
+
+
+def all_cells_ran(state):
+    executed = [re.fullmatch(r"\[\d+\]:", p) is not None for p in state["prompts"]]
+    running = any("*" in p for p in state["prompts"])
+    return (
+        state["kernel"] == "idle"
+        and not running
+        and bool(executed)
+        and (all(executed) or state["failed"])
+    )
+
+
+OUTPUTS_JS = """(panel) => ({
+    stderr: Array.from(document.querySelectorAll(`${panel} [data-mime-type="application/vnd.jupyter.stderr"]`))
+        .map(o => o.innerText),
+    text: Array.from(document.querySelectorAll(`${panel} .jp-OutputArea-output`)).map(o => o.innerText).join('\\n'),
+    images: Array.from(document.querySelectorAll(`${panel} .jp-OutputArea-output img`))
+        .map(img => ({loaded: img.complete && img.naturalWidth > 0, src: img.src.slice(0, 60)})),
+})"""
+
+
+def wait_until(page, condition, timeout_s, message):
+    """Poll the notebook's run state until condition(state) holds; fail with the last state."""
+    deadline = time.monotonic() + timeout_s
+    while not (
+        handle_dialog(page, message) or condition(state := page.evaluate(RUN_STATE_JS, ACTIVE))
+    ):
+        if time.monotonic() > deadline:
+            pytest.fail(f"{message} in {timeout_s} s; last state: {state}")
+        page.wait_for_timeout(250)
+
+
+def shut_down_kernels(lab):
+    """End every notebook session (and its kernel) so the next notebook starts alone."""
+    base, token = lab
+    headers = {"Authorization": f"token {token}"}
+    with urllib.request.urlopen(
+        urllib.request.Request(f"{base}api/sessions", headers=headers)
+    ) as r:
+        sessions = json.load(r)
+    for session in sessions:
+        request = urllib.request.Request(
+            f"{base}api/sessions/{session['id']}", headers=headers, method="DELETE"
+        )
+        urllib.request.urlopen(request).close()
+
+
+def handle_dialog(page, context):
+    """A modal dialog (kernel trouble, file conflict) blocks the reader: fail with its text.
+
+    The one exception is "Select Kernel" with the notebook's own kernel preselected, which a
+    reader accepts with Enter (JupyterLab may ask when its kernel list arrives late).
+    """
+    dialog = page.locator(".jp-Dialog")
+    if not (dialog.count() and dialog.first.is_visible()):
+        return
+    text = dialog.first.inner_text()
+    if text.startswith("Select Kernel") and "Python 3 (ipykernel)" in text:
+        dialog.first.locator(".jp-mod-accept").click()
+        dialog.first.wait_for(state="detached", timeout=10_000)
+        return
+    pytest.fail(f"{context}: JupyterLab shows a dialog: {text!r}")
+
+
+def run_all_cells(browser, lab, notebook):
+    """Open a notebook in JupyterLab, run all cells from the Run menu, wait; returns the page."""
+    base, token = lab
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.goto(f"{base}lab/tree/{notebook}?reset&token={token}", wait_until="domcontentloaded")
+    page.locator(".jp-NotebookPanel .jp-Notebook .jp-Cell").first.wait_for(timeout=60_000)
+    wait_until(page, kernel_ready, 90, f"{notebook}: the kernel did not start")
+    for attempt in range(3):  # the first click can land before the notebook takes commands
+        page.locator("#jp-menu-panel .lm-MenuBar-itemLabel", has_text="Run").first.click()
+        page.locator(".lm-Menu .lm-Menu-itemLabel").get_by_text("Run All Cells", exact=True).click()
+        try:
+            wait_until(page, lambda state: any(p != "[ ]:" for p in state["prompts"]), 10, notebook)
+            break
+        except pytest.fail.Exception:
+            if attempt == 2:
+                raise
+    wait_until(page, all_cells_ran, RUN_TIMEOUT_S, f"{notebook}: Run All Cells did not finish")
+    return context, page
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
+def test_notebook_runs_in_jupyterlab(browser, lab, notebook):
+    before = (ROOT / notebook).read_bytes()
+    context, page = run_all_cells(browser, lab, notebook)
+    try:
+        outputs = page.evaluate(OUTPUTS_JS, ACTIVE)
+        # The end of the run: an exercise's check lines, a chapter's last cell.
+        outputs_shown = page.locator(f"{ACTIVE} .jp-OutputArea-output")
+        checks = outputs_shown.filter(has_text="TODO  ")
+        (
+            checks if checks.count() else page.locator(f"{ACTIVE} .jp-Cell")
+        ).last.scroll_into_view_if_needed()
+        page.screenshot(path=screenshot_path("lab", notebook.removesuffix(".ipynb")))
+        errors = [s for s in outputs["stderr"] if "Traceback" in s or "Error" in s.splitlines()[0]]
+        assert not errors, (
+            f"{notebook}: error output in JupyterLab:\n" + "\n---\n".join(errors)[-3000:]
+        )
+        broken = [i["src"] for i in outputs["images"] if not i["loaded"]]
+        assert not broken, f"{notebook}: figures that did not render: {broken}"
+        if outputs["stderr"]:
+            print(f"{notebook}: stderr shown to the reader:\n" + "\n".join(outputs["stderr"]))
+
+        if notebook.startswith("exercises/"):
+            lines = [
+                line
+                for line in outputs["text"].splitlines()
+                if line[:6] in ("PASS  ", "FAIL  ", "TODO  ")
+            ]
+            assert lines, f"{notebook}: no check lines in the outputs"
+            assert all(line.startswith("TODO") for line in lines), (
+                f"{notebook}: the stub should give TODO: {lines}"
+            )
+        else:
+            assert outputs["images"], f"{notebook}: a chapter with no figure"
+
+        if notebook == WIDGET_NOTEBOOK:
+            check_explorer_redraws(page, notebook)
+    finally:
+        context.close()
+        shut_down_kernels(lab)
+    assert (ROOT / notebook).read_bytes() == before, (
+        f"{notebook} was modified on disk by the JupyterLab session"
+    )
+
+
+def check_explorer_redraws(page, notebook):
+    """Move the attention explorer's "head" slider with the keyboard: the heatmap must change."""
+    explorer = (
+        page.locator(".jp-OutputArea-output .widget-vbox")
+        .filter(has=page.locator(".widget-slider"))
+        .first
+    )
+    explorer.scroll_into_view_if_needed()
+    head = explorer.locator(".widget-slider").filter(has_text="head").first
+    head.wait_for(state="visible", timeout=30_000)
+    image = explorer.locator("img").first
+    image.wait_for(state="visible", timeout=30_000)
+    before = image.get_attribute("src")
+    readout_before = head.locator(".widget-readout").inner_text()
+    head.locator(".noUi-handle").first.focus()
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function(
+        "([el, old]) => { const img = el.querySelector('img');"
+        " return img && img.src !== old && img.naturalWidth > 0; }",
+        arg=[explorer.element_handle(), before],
+        timeout=30_000,
+    )
+    readout_after = head.locator(".widget-readout").inner_text()
+    assert readout_after != readout_before, (
+        f"the head slider did not move ({readout_before} -> {readout_after})"
+    )
+    explorer.screenshot(path=screenshot_path("lab", notebook.removesuffix(".ipynb") + "_explorer"))
