@@ -136,9 +136,11 @@ def main(argv=None):
         f"{'context':>7} {'cached ms':>10} {'uncached ms':>12} {'speedup':>8} "
         f"{'MB/step':>8} {'floor ms':>9} {'x floor':>8}"
     )
+    spread = 1.0  # slowest / fastest repeat of any figure: a busy machine shows up here
     for context in args.contexts:
         cached = time_it(cached_step(model, context), repeat=args.repeat, device=device)
         uncached = time_it(uncached_step(model, context), repeat=args.repeat, device=device)
+        spread = max(spread, cached.max_s / cached.min_s, uncached.max_s / uncached.min_s)
         nbytes = decode_step_bytes(model, context)
         floor_s = nbytes / bandwidth
         speedup = uncached.median_s / cached.median_s
@@ -148,6 +150,9 @@ def main(argv=None):
         )
     print("cached: 1 new token against a cache of `context`; uncached: context + 1 tokens afresh;")
     print("floor: bytes a cached step reads (all weights + KV cache) / read bandwidth")
+    if spread > 2:
+        print(f"warning: repeats of one figure differed {spread:.1f}x; something else is using the")
+        print("machine, so these numbers are unreliable: rerun when it is idle")
 
 
 if __name__ == "__main__":

@@ -64,7 +64,13 @@ class KVCache:
 
         Every layer writes to the same positions; advance() moves past them once all layers have.
         """
-        B, _, T, _ = k.shape
+        B, H, T, D = k.shape
+        n_layer, _, n_kv_head, _, head_dim = self.k.shape
+        if not 0 <= layer < n_layer or H != n_kv_head or D != head_dim:
+            raise ValueError(
+                f"kv_cache was made for {n_layer} layers x {n_kv_head} kv heads x head_dim {head_dim}; "
+                f"got layer {layer} with {H} heads x {D}: make the cache with model.new_kv_cache()"
+            )
         if B != self.batch_size:
             raise ValueError(
                 f"kv_cache holds a batch of {self.batch_size}, got keys for a batch of {B}"

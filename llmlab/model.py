@@ -59,8 +59,9 @@ class GPTConfig:
 class Linear(nn.Module):
     """y = x @ W + b, with W stored as (in, out).
 
-    nn.Linear stores W as (out, in). On CPUs, a matrix-vector product (one token at a time,
-    as in decoding) streams an (in, out) matrix faster; `python -m llmlab.bench` measures both.
+    nn.Linear stores W as (out, in). On some CPUs (AVX2) a matrix-vector product, one token at a
+    time as in decoding, streams an (in, out) matrix nearly twice as fast; on others the two are
+    equal. `python -m llmlab.bench` measures both layouts on your machine.
     """
 
     def __init__(self, n_in: int, n_out: int):
@@ -171,8 +172,8 @@ class TinyGPT(nn.Module):
         self.wpe = nn.Embedding(config.block_size, config.n_embd)  # learned position embeddings
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.n_embd)
-        # Untied from wte (GPT-2 ties them) so the head can be stored (C, V), the layout
-        # the CPU streams fastest; see Linear.
+        # Untied from wte (GPT-2 ties them) so the head, the largest matrix, can be stored
+        # (C, V) like every other Linear; see Linear.
         self.lm_head = Linear(config.n_embd, config.vocab_size)
         for emb in (self.wte, self.wpe):
             nn.init.normal_(emb.weight, std=0.02)

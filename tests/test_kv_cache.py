@@ -172,3 +172,11 @@ def test_a_cache_only_serves_its_own_batch_size(model):
     with torch.inference_mode(), pytest.raises(ValueError, match="batch"):
         model(torch.tensor([[1, 2]]), kv_cache=cache)
     assert cache.length == 0
+
+
+def test_a_cache_made_for_another_model_is_refused():
+    small = TinyGPT(GPTConfig(vocab_size=10, block_size=8, n_layer=1, n_head=2, n_embd=8))
+    other = TinyGPT(GPTConfig(vocab_size=10, block_size=8, n_layer=2, n_head=4, n_embd=8))
+    ids = torch.zeros(1, 3, dtype=torch.long)
+    with pytest.raises(ValueError, match="kv_cache was made for 1 layers x 2 kv heads"):
+        other(ids, kv_cache=small.new_kv_cache())
