@@ -1,5 +1,6 @@
 """Shared by the tests: where the notebooks are, and running one in a real kernel."""
 
+import importlib.util
 import re
 from pathlib import Path
 
@@ -82,3 +83,13 @@ def bad_glue(values: list[str]) -> list[str]:
     """
     bad = re.compile(r"^\s*$|\b(nan|inf|None)\b|tensor\(", re.IGNORECASE)
     return [v for v in values if bad.search(v)]
+
+
+def load_solution(stem: str):
+    """exercises/solutions/<stem>.py as a module: the one copy of an exercise's solution."""
+    spec = importlib.util.spec_from_file_location(
+        f"solution_{stem}", ROOT / "exercises" / "solutions" / f"{stem}.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

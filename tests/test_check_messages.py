@@ -4,24 +4,14 @@ Each broken attention below makes one classic mistake; the matching check must F
 message that names it, while a correct implementation passes every check.
 """
 
-import importlib.util
 import math
 
 import pytest
 import torch
-from notebook_tools import ROOT
+from notebook_tools import load_solution
 
 from llmlab.checks import FAIL, PASS, TODO, run_checks
 from llmlab.checks.ex01_attention import CHECKS, check_attention
-
-
-def load_solution(name):
-    spec = importlib.util.spec_from_file_location(
-        name, ROOT / "exercises" / "solutions" / f"{name}.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def attention_variant(

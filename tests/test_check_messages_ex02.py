@@ -5,12 +5,11 @@ Each broken function below makes one classic mistake with heads (reshape without
 one head in disguise); the matching check must FAIL with a message that names it.
 """
 
-import importlib.util
 import math
 
 import pytest
 import torch
-from notebook_tools import ROOT
+from notebook_tools import load_solution
 
 from llmlab.checks import FAIL, PASS, TODO, run_checks
 from llmlab.checks.ex02_multi_head import (
@@ -21,17 +20,7 @@ from llmlab.checks.ex02_multi_head import (
     check_multi_head,
 )
 
-
-def load_solution():
-    spec = importlib.util.spec_from_file_location(
-        "sol02", ROOT / "exercises" / "solutions" / "02_multi_head.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-SOL = load_solution()
+SOL = load_solution("02_multi_head")
 
 
 def stub(*args, **kwargs):

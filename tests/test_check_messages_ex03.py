@@ -4,11 +4,9 @@ Each broken sinusoidal_encoding or apply_rope below makes one classic mistake; t
 must FAIL with a message that names it, while the reference solution passes every check.
 """
 
-import importlib.util
-
 import pytest
 import torch
-from notebook_tools import ROOT
+from notebook_tools import load_solution
 
 from llmlab import positions
 from llmlab.checks import FAIL, TODO, run_checks
@@ -19,17 +17,7 @@ from llmlab.checks.ex03_positions import (
     check_sinusoidal,
 )
 
-
-def load_solution():
-    spec = importlib.util.spec_from_file_location(
-        "solution03", ROOT / "exercises" / "solutions" / "03_positions.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-SOLUTION = load_solution()
+SOLUTION = load_solution("03_positions")
 
 
 # ---- broken sinusoidal tables ----------------------------------------------------------------

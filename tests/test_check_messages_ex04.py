@@ -4,11 +4,9 @@ Each broken block_forward below makes one classic mistake; the matching check mu
 message that names it, while the reference solution passes every check.
 """
 
-import importlib.util
-
 import pytest
 import torch
-from notebook_tools import ROOT
+from notebook_tools import load_solution
 
 import llmlab
 from llmlab import agreement, residual
@@ -17,12 +15,8 @@ from llmlab.checks.ex04_residual_block import CHECKS, check_residual_block
 from llmlab.model import GPTConfig
 
 
-def load_solution():
-    path = ROOT / "exercises" / "solutions" / "04_residual_block.py"
-    spec = importlib.util.spec_from_file_location("solution_04", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.block_forward
+def solution_block_forward():
+    return load_solution("04_residual_block").block_forward
 
 
 def statuses(fn):
@@ -85,7 +79,7 @@ def returns_pair(block, x):
 
 
 def test_reference_solution_passes_all():
-    report = check_residual_block(load_solution())
+    report = check_residual_block(solution_block_forward())
     assert report.solved and len(report.results) == len(CHECKS)
 
 
@@ -136,14 +130,14 @@ def test_in_place_update_fails_only_its_own_check():
 
 def test_wrong_shape_is_named():
     def flattened(block, x):
-        return load_solution()(block, x).flatten(1)
+        return solution_block_forward()(block, x).flatten(1)
 
     status, message = statuses(flattened)["shape"]
     assert status == FAIL and "(3, 5, 16)" in message
 
 
 def test_report_prints_one_line_per_check(capsys):
-    check_residual_block(load_solution())
+    check_residual_block(solution_block_forward())
     lines = capsys.readouterr().out.strip().splitlines()
     assert [line.split()[0] for line in lines[:-1]] == [PASS] * len(CHECKS)
     assert lines[-1] == f"All {len(CHECKS)} checks pass."
