@@ -93,3 +93,11 @@ def load_solution(stem: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def assert_fails_with(result, check: str, words: str):
+    """result[check] is a (status, message) pair: it must be a one-line FAIL that says `words`."""
+    status, message = result[check]
+    assert status == "FAIL", f"{check} should fail, got {status}: {message}"
+    assert words in message, message
+    assert "\n" not in message, "a check explains itself in one line"

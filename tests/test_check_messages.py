@@ -8,7 +8,7 @@ import math
 
 import pytest
 import torch
-from notebook_tools import load_solution
+from notebook_tools import assert_fails_with, load_solution
 
 from llmlab.checks import FAIL, PASS, TODO, run_checks
 from llmlab.checks.ex01_attention import CHECKS, check_attention
@@ -72,10 +72,7 @@ def test_stub_reports_todo_everywhere():
 )
 def test_each_mistake_fails_its_check_with_a_reason(broken, check, words):
     result = statuses(broken)
-    status, message = result[check]
-    assert status == FAIL, f"{check} should fail, got {status}: {message}"
-    assert words in message
-    assert "\n" not in message, "a check explains itself in one line"
+    assert_fails_with(result, check, words)
 
 
 def test_wrong_shapes_are_named():

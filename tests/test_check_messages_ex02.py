@@ -9,7 +9,7 @@ import math
 
 import pytest
 import torch
-from notebook_tools import load_solution
+from notebook_tools import assert_fails_with, load_solution
 
 from llmlab.checks import FAIL, PASS, TODO, run_checks
 from llmlab.checks.ex02_multi_head import (
@@ -136,10 +136,7 @@ def test_todo_names_the_function_still_to_write():
     ],
 )
 def test_each_mistake_fails_its_check_with_a_reason(kwargs, check, words):
-    status, message = results(**kwargs)[check]
-    assert status == FAIL, f"{check} should fail, got {status}: {message}"
-    assert words in message, message
-    assert "\n" not in message, "a check explains itself in one line"
+    assert_fails_with(results(**kwargs), check, words)
 
 
 def test_reshape_without_transpose_in_both_passes_the_round_trip_but_not_the_order_checks():

@@ -6,7 +6,7 @@ must FAIL with a message that names it, while the reference solution passes ever
 
 import pytest
 import torch
-from notebook_tools import load_solution
+from notebook_tools import assert_fails_with, load_solution
 
 from llmlab import positions
 from llmlab.checks import FAIL, TODO, run_checks
@@ -122,10 +122,7 @@ def test_stubs_report_todo_everywhere():
     ],
 )
 def test_each_table_mistake_fails_its_check_with_a_reason(broken, check, words):
-    status, message = statuses(SINUSOIDAL_CHECKS, broken, "sinusoidal_encoding")[check]
-    assert status == FAIL, f"{check} should fail, got {status}: {message}"
-    assert words in message
-    assert "\n" not in message, "a check explains itself in one line"
+    assert_fails_with(statuses(SINUSOIDAL_CHECKS, broken, "sinusoidal_encoding"), check, words)
 
 
 @pytest.mark.parametrize(
@@ -141,10 +138,7 @@ def test_each_table_mistake_fails_its_check_with_a_reason(broken, check, words):
     ],
 )
 def test_each_rope_mistake_fails_its_check_with_a_reason(broken, check, words):
-    status, message = statuses(ROPE_CHECKS, broken, "apply_rope")[check]
-    assert status == FAIL, f"{check} should fail, got {status}: {message}"
-    assert words in message
-    assert "\n" not in message, "a check explains itself in one line"
+    assert_fails_with(statuses(ROPE_CHECKS, broken, "apply_rope"), check, words)
 
 
 def test_a_rope_that_changes_dtype_or_shape_is_named():
