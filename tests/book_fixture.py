@@ -4,6 +4,7 @@ Tests that use it carry pytest.mark.xdist_group("book") so that, under pytest-xd
 builds the book once and runs them all.
 """
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,14 +12,20 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+# Where the book is built: the repository's _build, as `make book` does. BOOK_OUT=/tmp/x puts it in
+# /tmp/x/_build instead, so two people (or two checkouts) can build at once without clashing.
+BUILD = Path(os.environ.get("BOOK_OUT", ROOT)) / "_build"
 
 
 @pytest.fixture(scope="session")
 def built_book():
     """Build the book as `make book` does (warnings are errors); returns its exit code and log."""
     jupyter_book = Path(sys.executable).parent / "jupyter-book"
+    command = [str(jupyter_book), "build", str(ROOT), "-W", "-n", "--keep-going"]
+    if BUILD != ROOT / "_build":
+        command += ["--path-output", str(BUILD.parent)]
     result = subprocess.run(
-        [str(jupyter_book), "build", str(ROOT), "-W", "-n", "--keep-going"],
+        command,
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -26,5 +33,5 @@ def built_book():
     return {
         "returncode": result.returncode,
         "log": result.stdout + result.stderr,
-        "html": ROOT / "_build" / "html",
+        "html": BUILD / "html",
     }

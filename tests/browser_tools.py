@@ -19,9 +19,10 @@ import threading
 from pathlib import Path
 
 import pytest
+from book_fixture import BUILD
 
 ROOT = Path(__file__).resolve().parent.parent
-SCREENSHOTS = ROOT / "_build" / "screenshots"
+SCREENSHOTS = BUILD / "screenshots"
 WIDGET_ASSETS = (
     ROOT / "_build" / "widget-assets"
 )  # npm packages for the widget test (ignored by git)

@@ -3,7 +3,7 @@
 import re
 
 import pytest
-from notebook_tools import ROOT, bad_glue, toc_files
+from notebook_tools import bad_glue, toc_files
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("book")]
 
@@ -21,12 +21,12 @@ def test_book_builds_without_warnings(built_book):
 
 def test_every_toc_page_is_built(built_book):
     for name in toc_files():
-        assert (ROOT / "_build" / "html" / f"{name}.html").exists(), name
+        assert (built_book["html"] / f"{name}.html").exists(), name
 
 
 def test_glued_values_are_real(built_book):
     for name in toc_files():
-        html = (ROOT / "_build" / "html" / f"{name}.html").read_text()
+        html = (built_book["html"] / f"{name}.html").read_text()
         glued = re.findall(r'<span class="pasted-text">([^<]*)</span>', html)
         assert not bad_glue(glued), (
             f"{name}: glued values a reader should not see: {bad_glue(glued)}"
@@ -36,7 +36,7 @@ def test_glued_values_are_real(built_book):
 
 
 def test_exercise_solution_is_collapsed(built_book):
-    html = (ROOT / "_build" / "html" / "exercises" / "01_attention.html").read_text()
+    html = (built_book["html"] / "exercises" / "01_attention.html").read_text()
     solution = re.search(r'<div class="solution[^"]*"', html)
     assert solution and "dropdown" in solution.group(0), "the solution must be a collapsed dropdown"
     assert "TODO" in html, "the page should show the checks reporting TODO for the stub"
