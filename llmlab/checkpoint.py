@@ -1,5 +1,6 @@
 """Saving and loading trained TinyGPTs; the course ships one, trained by `python -m llmlab.train`."""
 
+import platform
 from pathlib import Path
 
 import torch
@@ -7,6 +8,23 @@ import torch
 from llmlab.model import GPTConfig, TinyGPT
 
 CHECKPOINT = Path(__file__).parent / "checkpoints" / "agreement.pt"
+
+
+def machine_fingerprint() -> dict:
+    """What decides a training run's float bits besides the seed: the CPU, the kernels torch
+    picks for it, the torch build, and the thread count (sums are split across threads)."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {
+        "cpu": cpu,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+    }
 
 
 def save(model, path, **info):

@@ -3,7 +3,10 @@
     python -m llmlab.train            # writes llmlab/checkpoints/agreement.pt
     python -m llmlab.train --out x.pt --steps 200
 
-Reproducible from the seed: same seed, same torch build -> same weights.
+Reproducible from the seed, in two senses. Anywhere: the same seed gives a model that behaves like
+the shipped one (same agreement decisions, the same loss curve within float noise). Bit for bit:
+only on the same CPU kind, torch build and thread count, which the checkpoint records
+(`machine_fingerprint`), because float sums follow the BLAS kernels the CPU gets.
 """
 
 import argparse
@@ -14,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from llmlab import agreement
-from llmlab.checkpoint import CHECKPOINT, save
+from llmlab.checkpoint import CHECKPOINT, machine_fingerprint, save
 from llmlab.model import GPTConfig, TinyGPT
 
 AGREEMENT_CONFIG = GPTConfig(
@@ -93,6 +96,8 @@ def main(argv=None):
         seed=args.seed,
         final_loss=history[-1][1],
         heldout_accuracy=acc,
+        loss_curve=[loss for _, loss in history],  # what a retrain anywhere should follow
+        machine=machine_fingerprint(),  # where a retrain should also match bit for bit
     )
     print(f"wrote {args.out} ({Path(args.out).stat().st_size / 1024:.0f} KiB)")
 
