@@ -22,7 +22,7 @@ def machine_fingerprint() -> dict:
     return {
         "cpu": cpu,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),  # a TorchVersion object would not load with weights_only
         "threads": torch.get_num_threads(),
     }
 
