@@ -147,3 +147,52 @@ def decode_step_bytes(model, context: int, batch_size: int = 1) -> int:
         c.n_layer, c.n_kv_head, c.head_dim, context + 1, batch_size, model.wte.weight.element_size()
     )
     return weights + rows + cache
+
+
+@dataclass(frozen=True)
+class MachineProbe:
+    """What one machine can do: the two numbers the roofline model needs, and their ratio."""
+
+    device: str  # e.g. "cpu (2 threads)" or "cuda: NVIDIA H100"
+    bandwidth: float  # memory read bandwidth, bytes/s
+    flops: float  # fp32 matmul throughput, FLOP/s
+
+    @property
+    def ridge(self) -> float:
+        """FLOP per byte at which a step turns from memory-bound to compute-bound."""
+        return self.flops / self.bandwidth
+
+    def __str__(self):
+        return (
+            f"{self.device}: read bandwidth {self.bandwidth / 1e9:.1f} GB/s, fp32 matmul "
+            f"{self.flops / 1e9:.0f} GFLOP/s, ridge point {self.ridge:.1f} FLOP/byte"
+        )
+
+
+def probe_machine(device=None, seconds_budget: float = 3.0) -> MachineProbe:
+    """Measure this machine's read bandwidth and fp32 matmul FLOP/s, the best of several rounds.
+
+    Noise (another process, a frequency change) only ever makes a round slower, so the fastest
+    round is the best estimate of what the hardware can do. Rounds repeat until about
+    seconds_budget has passed (at least two rounds, at most ten).
+    """
+    if isinstance(seconds_budget, bool) or not isinstance(seconds_budget, (int, float)):
+        raise TypeError(f"seconds_budget must be a number, got {type(seconds_budget).__name__}")
+    if not 0 < seconds_budget <= 60:
+        raise ValueError(f"seconds_budget must be in (0, 60] seconds, got {seconds_budget}")
+    device = default_device() if device is None else torch.device(device)
+    if device.type == "cuda":
+        # Large enough to swamp launch overheads and the GPU's caches (tens of MiB of L2).
+        nbytes, n = 2 * 2**30, 8192
+        name = f"cuda: {torch.cuda.get_device_name(device)}"
+    else:
+        nbytes, n = 256 * 2**20, 1024
+        name = f"{device.type} ({torch.get_num_threads()} threads)"
+    bandwidths, flops = [], []
+    start = time.perf_counter()
+    while len(bandwidths) < 10 and (
+        len(bandwidths) < 2 or time.perf_counter() - start < seconds_budget
+    ):
+        bandwidths.append(read_bandwidth(nbytes, device=device, repeat=3))
+        flops.append(matmul_flops(n, device=device, repeat=3))
+    return MachineProbe(name, max(bandwidths), max(flops))

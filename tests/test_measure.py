@@ -13,10 +13,12 @@ import torch
 
 from llmlab import GPTConfig, TinyGPT, bench, kv_cache_bytes
 from llmlab.measure import (
+    MachineProbe,
     Timing,
     decode_step_bytes,
     default_device,
     matmul_flops,
+    probe_machine,
     read_bandwidth,
     seed_everything,
     time_it,
@@ -138,3 +140,21 @@ def test_bench_rejects_bad_flags(flags, capsys):
     with pytest.raises(SystemExit) as exit_info:
         bench.main(["--small", *flags])
     assert exit_info.value.code == 2 and flags[0] in capsys.readouterr().err
+
+
+def test_probe_machine_measures_both_rates_within_its_budget():
+    start = time.perf_counter()
+    probe = probe_machine("cpu", seconds_budget=0.5)
+    assert time.perf_counter() - start < 20  # two rounds at least, then it stops
+    assert isinstance(probe, MachineProbe) and probe.device.startswith("cpu")
+    assert probe.bandwidth > 1e8 and probe.flops > 1e8
+    assert probe.ridge == pytest.approx(probe.flops / probe.bandwidth)
+    assert "GB/s" in str(probe) and "FLOP/byte" in str(probe)
+
+
+@pytest.mark.parametrize(
+    "budget, error", [(0, ValueError), (-1.0, ValueError), (61, ValueError), ("2", TypeError)]
+)
+def test_probe_machine_rejects_a_bad_budget(budget, error):
+    with pytest.raises(error, match="seconds_budget"):
+        probe_machine("cpu", seconds_budget=budget)
