@@ -244,3 +244,28 @@ def sequences_that_fit(
     free = memory_bytes - weight_bytes(model, dtype)
     per_sequence = kv_cache_bytes_for(model, seq_len, 1, kv_dtype or dtype)
     return max(0, int(free // per_sequence))
+
+
+def markdown_table(headers, rows) -> str:
+    """A Markdown table (the book and JupyterLab both render it) from headers and rows of cells;
+    numbers are right-aligned, everything else left-aligned."""
+    headers = [str(h) for h in headers]
+    rows = [list(row) for row in rows]
+    if any(len(row) != len(headers) for row in rows):
+        raise ValueError(f"every row must have {len(headers)} cells, like the headers")
+    numeric = [
+        bool(rows) and all(isinstance(row[i], (int, float)) for row in rows)
+        for i in range(len(headers))
+    ]
+
+    def cell(value):
+        if isinstance(value, float):
+            return f"{value:,.2f}"
+        if isinstance(value, int) and not isinstance(value, bool):
+            return f"{value:,}"
+        return str(value)
+
+    lines = ["| " + " | ".join(headers) + " |"]
+    lines.append("|" + "|".join("---:" if n else ":---" for n in numeric) + "|")
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)

@@ -171,3 +171,12 @@ def test_model_shape_validates():
         ModelShape("bad", 2, 64, 4, 3, 16, 16, 10, 100, "test")
     with pytest.raises(ValueError, match="n_layer must be a positive int"):
         ModelShape("bad", 0, 64, 4, 4, 16, 16, 10, 100, "test")
+
+
+def test_markdown_table():
+    from llmlab.shapes import markdown_table
+
+    table = markdown_table(["model", "bytes"], [["a", 1234], ["b", 5]])
+    assert table.splitlines() == ["| model | bytes |", "|:---|---:|", "| a | 1,234 |", "| b | 5 |"]
+    with pytest.raises(ValueError, match="2 cells"):
+        markdown_table(["model", "bytes"], [["a"]])
