@@ -6,8 +6,13 @@ and the same layout, pairs of *adjacent* dimensions (2i, 2i + 1):
     sinusoidal:  PE[pos, 2i] = sin(pos * w_i),  PE[pos, 2i + 1] = cos(pos * w_i)   (added to the embeddings)
     RoPE:        (x[2i], x[2i + 1]) rotated by the angle pos * w_i                 (applied to q and k)
 
+ALiBi (Press et al. 2022) adds no vectors and rotates nothing: head h subtracts slope_h * (i - j) from
+the score of query i on key j (alibi_bias).
+
 TinyGPT itself uses learned position embeddings (model.wpe), as GPT-2 does; chapter 3 compares them.
 """
+
+import math
 
 import torch
 
@@ -76,3 +81,29 @@ def apply_rope(x: torch.Tensor, positions, base: float = 10000.0) -> torch.Tenso
         [even * cos - odd * sin, even * sin + odd * cos], dim=-1
     )  # 2-D rotation per pair
     return rotated.flatten(-2)
+
+
+def alibi_slopes(n_heads: int) -> torch.Tensor:
+    """(n_heads,) float64 ALiBi slopes, the recipe of Press et al. (2022).
+
+    For a power of two n: 2^(-8 / n), 2^(-16 / n), ..., 2^(-8) (8 heads: 1/2, 1/4, ..., 1/256).
+    Otherwise the slopes of the nearest smaller power of two, then every other slope of twice it.
+    """
+    _check_int("n_heads", n_heads)
+    closest = 2 ** math.floor(math.log2(n_heads))
+    slopes = [2 ** (-8 * (h + 1) / closest) for h in range(closest)]
+    extra = [2 ** (-8 * (h + 1) / (2 * closest)) for h in range(0, 2 * closest, 2)]
+    return torch.tensor(slopes + extra[: n_heads - closest], dtype=torch.float64)
+
+
+def alibi_bias(n_heads: int, n_positions: int) -> torch.Tensor:
+    """(n_heads, n_positions, n_positions) float64 bias to add to causal attention scores.
+
+    bias[h, i, j] = -slope_h * (i - j) for keys j <= i, and -inf for later keys (the causal mask).
+    """
+    _check_int("n_positions", n_positions)
+    slopes = alibi_slopes(n_heads)
+    pos = torch.arange(n_positions, dtype=torch.float64)
+    distance = pos[:, None] - pos[None, :]  # (T, T): i - j
+    bias = -slopes[:, None, None] * distance
+    return bias.masked_fill(distance < 0, float("-inf"))

@@ -61,7 +61,8 @@ class LayoutGPT(TinyGPT):
 
 def xavier_init_(model):
     """Xavier-normal init for every matrix in the blocks and head (the setting Xiong et al. 2020
-    analyse); the engine's default is N(0, 0.02), tuned for pre-LN. Returns the model."""
+    analyse); the engine's default (normal, standard deviation 0.02) is tuned for pre-LN.
+    Returns the model."""
     for module in model.modules():
         if not isinstance(module, nn.Embedding):
             weight = getattr(module, "weight", None)
