@@ -1,0 +1,181 @@
+"""Exercise 8's checks can fail, and say what is wrong in one sentence.
+
+Each broken (quantize_kv, dequantize_kv) pair below makes one classic mistake; the named check
+must FAIL with a message naming it, while the reference solution and other correct ways of
+writing it pass.
+"""
+
+import pytest
+import torch
+from notebook_tools import assert_fails_with, load_solution
+
+from llmlab.checks import PASS, TODO, run_checks
+from llmlab.checks.ex08_kv_int8 import CHECKS, FUNCTION_NAMES, check_kv_int8
+from llmlab.kv_quant import dequantize_int8, quantize_int8
+
+
+def solution():
+    module = load_solution("08_kv_int8")
+    return module.quantize_kv, module.dequantize_kv
+
+
+def statuses(quantize_kv, dequantize_kv=None):
+    fns = (quantize_kv, dequantize_kv or solution()[1])
+    return {r.name: (r.status, r.message) for r in run_checks(CHECKS, fns, FUNCTION_NAMES).results}
+
+
+def _codes(x, scale, rounding=torch.round, low=-127, high=127):
+    safe = torch.where(scale > 0, scale, torch.ones_like(scale))
+    return rounding(x / safe).clamp(low, high).to(torch.int8)
+
+
+# The classic mistakes, written as a learner would write them.
+def global_scale(x):
+    scale = x.abs().max() / 127
+    return _codes(x, scale), scale
+
+
+def per_channel(x):  # max over the tokens, not over D
+    scale = x.abs().amax(dim=-2, keepdim=True) / 127
+    return _codes(x, scale), scale
+
+
+def no_keepdim(x):
+    scale = x.abs().amax(dim=-1) / 127
+    return _codes(x, scale.unsqueeze(-1)), scale
+
+
+def max_not_abs(x):
+    scale = x.amax(dim=-1, keepdim=True) / 127
+    return _codes(x, scale), scale
+
+
+def divide_by_128_no_clamp(x):
+    scale = x.abs().amax(dim=-1, keepdim=True) / 128
+    return torch.round(x / scale).to(torch.int8), scale
+
+
+def divide_by_128_clamped(x):
+    scale = x.abs().amax(dim=-1, keepdim=True) / 128
+    return _codes(x, scale, low=-128), scale
+
+
+def unsigned_range(x):
+    scale = x.abs().amax(dim=-1, keepdim=True) / 255
+    return _codes(x, scale, low=-255, high=255), scale
+
+
+def uint8_codes(x):
+    scale = (x.amax(-1, keepdim=True) - x.amin(-1, keepdim=True)) / 255
+    return torch.round((x - x.amin(-1, keepdim=True)) / scale).to(torch.uint8), scale
+
+
+def truncates(x):
+    scale = x.abs().amax(dim=-1, keepdim=True) / 127
+    return (x / scale).to(torch.int8), scale
+
+
+def floors(x):
+    scale = x.abs().amax(dim=-1, keepdim=True) / 127
+    return _codes(x, scale, rounding=torch.floor), scale
+
+
+def no_cast(x):
+    scale = x.abs().amax(dim=-1, keepdim=True) / 127
+    return torch.round(x / scale), scale
+
+
+def returns_codes_only(x):
+    return _codes(x, x.abs().amax(dim=-1, keepdim=True) / 127)
+
+
+def forgets_the_scale(q, scale):
+    return q.float()
+
+
+def divides_by_scale(q, scale):
+    return q.float() / scale
+
+
+def test_reference_solution_passes_all():
+    report = check_kv_int8(*solution())
+    assert report.solved and len(report.results) == len(CHECKS)
+
+
+def engine_quantize(x):
+    return quantize_int8(x, dim=-1)
+
+
+def float16_scales(x):
+    return quantize_int8(x, dim=-1, scale_dtype=torch.float16)
+
+
+def dequantize_to_float32(q, scale):
+    return dequantize_int8(q, scale, torch.float32)
+
+
+def einsum_dequantize(q, scale):
+    return torch.einsum("bhtd,bhtz->bhtd", q.float(), scale.float())
+
+
+@pytest.mark.parametrize(
+    "quantize_kv, dequantize_kv",
+    [
+        (engine_quantize, dequantize_int8),
+        (float16_scales, dequantize_to_float32),
+        (engine_quantize, einsum_dequantize),
+    ],
+)
+def test_correct_variants_pass(quantize_kv, dequantize_kv):
+    assert check_kv_int8(quantize_kv, dequantize_kv).solved
+
+
+def test_float64_input_passes():
+    quantize_kv, dequantize_kv = solution()
+    x = torch.randn(2, 3, 5, 8, dtype=torch.float64)
+    q, scale = quantize_kv(x)
+    assert q.dtype == torch.int8 and (dequantize_kv(q, scale) - x).abs().max() <= scale.max() / 2
+
+
+def test_stub_reports_todo_everywhere():
+    def quantize_kv(x):
+        raise NotImplementedError
+
+    def dequantize_kv(q, scale):
+        raise NotImplementedError
+
+    assert {r.status for r in check_kv_int8(quantize_kv, dequantize_kv).results} == {TODO}
+
+
+@pytest.mark.parametrize(
+    "quantize_kv, dequantize_kv, check, words",
+    [
+        (global_scale, None, "scale per token", "one scale for the whole tensor (a global scale)"),
+        (global_scale, None, "round trip", "steps (scale = max|x| / 127) away"),
+        (per_channel, None, "scale per token", "taken over the tokens (dim -2)"),
+        (no_keepdim, None, "scale per token", "keep the reduced dim (keepdim=True)"),
+        (max_not_abs, None, "scale per token", "uses max(x), not max(|x|)"),
+        (divide_by_128_no_clamp, None, "scale per token", "scale = max|x| / 128"),
+        (divide_by_128_no_clamp, None, "round trip", "wrapped around to a negative code"),
+        (divide_by_128_no_clamp, None, "no overflow", "wrong sign"),
+        (divide_by_128_clamped, None, "no overflow", "a code of -128 was used"),
+        (unsigned_range, None, "scale per token", "255 (the unsigned range)"),
+        (uint8_codes, None, "int8 codes", "q is uint8"),
+        (truncates, None, "round trip", "truncated toward zero"),
+        (floors, None, "round trip", "rounded down (floor)"),
+        (no_cast, None, "int8 codes", "store the codes as torch.int8"),
+        (no_cast, None, "all-zero token", "gives NaN (0 / 0)"),
+        (returns_codes_only, None, "int8 codes", "return a pair (q, scale)"),
+        (None, forgets_the_scale, "dequantize", "returns the codes as floats"),
+        (None, divides_by_scale, "dequantize", "divides by scale"),
+        (None, forgets_the_scale, "trained model", "logits move by up to"),
+        (max_not_abs, None, "trained model", "logits move by up to"),
+    ],
+)
+def test_each_mistake_fails_its_check_with_a_reason(quantize_kv, dequantize_kv, check, words):
+    assert_fails_with(statuses(quantize_kv or solution()[0], dequantize_kv), check, words)
+
+
+def test_trained_model_check_error_is_small_for_the_solution():
+    status, message = statuses(*solution())["trained model"]
+    assert status == PASS and float(message.rsplit(" ", 3)[-3]) < 0.05
