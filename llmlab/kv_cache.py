@@ -85,6 +85,16 @@ class KVCache:
         self.v[layer, :, :, self.length : end] = v
         return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
 
+    def positions(self, n_new: int, device=None) -> torch.Tensor:
+        """Positions of the next n_new tokens, (n_new,): every row of the batch has the same."""
+        return torch.arange(self.length, self.length + n_new, device=device)
+
+    def attention_mask(self, n_new: int, n_keys: int, device=None) -> torch.Tensor:
+        """(n_new, n_keys) bool: the new tokens are the last of n_keys and see up to themselves."""
+        from llmlab.model import causal_mask  # here, not at the top: model.py imports this file
+
+        return causal_mask(n_new, n_keys, device=device)
+
     def advance(self, n: int):
         self.length += n
 

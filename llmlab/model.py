@@ -95,7 +95,9 @@ def causal_mask(n_queries: int, n_keys: int, device=None) -> torch.Tensor:
 def attention(q, k, v, mask=None):
     """softmax(q k^T / sqrt(d)) v, returning (output, weights).
 
-    q: (..., T, D), k and v: (..., S, D), mask: (T, S) bool, True = may attend.
+    q: (..., T, D), k and v: (..., S, D), mask: (T, S) bool, True = may attend, or any shape
+    that broadcasts to the scores, such as (B, 1, T, S) for a batch of sequences of different
+    lengths (llmlab.serve).
     """
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))  # (..., T, S)
     if mask is not None:
@@ -129,7 +131,10 @@ class CausalSelfAttention(nn.Module):
             # Grouped-query attention: each key/value head serves n_head / n_kv_head query heads.
             k = k.repeat_interleave(self.n_head // self.n_kv_head, dim=1)  # (B, H, S, D)
             v = v.repeat_interleave(self.n_head // self.n_kv_head, dim=1)
-        mask = causal_mask(T, k.size(2), device=x.device)
+        if kv_cache is None:
+            mask = causal_mask(T, k.size(2), device=x.device)
+        else:  # the cache knows where each sequence's tokens sit (llmlab.serve's differ per row)
+            mask = kv_cache.attention_mask(T, k.size(2), x.device)
         y, weights = attention(q, k, v, mask)  # (B, H, T, D), (B, H, T, S)
         y = y.transpose(1, 2).reshape(B, T, C)  # heads side by side again
         return self.out_proj(y), weights
@@ -210,8 +215,10 @@ class TinyGPT(nn.Module):
         """
         self._check_ids(idx, kv_cache)
         B, T = idx.shape
-        start = 0 if kv_cache is None else kv_cache.length
-        pos = torch.arange(start, start + T, device=idx.device)
+        if kv_cache is None:
+            pos = torch.arange(T, device=idx.device)  # (T,)
+        else:
+            pos = kv_cache.positions(T, idx.device)  # (T,), or (B, T) when each row has its own length
         x = self.wte(idx) + self.wpe(pos)  # (B, T, C)
         attentions = []
         for layer, block in enumerate(self.blocks):

@@ -1,0 +1,81 @@
+"""The paged KV cache: one pool of fixed-size blocks for every sequence the engine holds.
+
+PagedKVPool owns the memory. PagedBatch is what one forward pass sees: it has the interface
+TinyGPT calls on a cache (update, positions, attention_mask, length, advance), but its rows are
+different sequences, each at its own position, each with keys and values scattered over
+whichever blocks its block table names. Attention gathers them back into order.
+"""
+
+import torch
+
+
+class PagedKVPool:
+    """Keys and values for num_blocks x block_size positions, in every layer.
+
+    Stored as (n_layer, Hkv, slots, D) with slot = block * block_size + offset: gathering one
+    sequence's positions then yields, per head, rows of D contiguous numbers, and a batch of one
+    sequence comes out in the (B, Hkv, S, D) layout attention wants without another copy.
+    """
+
+    def __init__(self, model, num_blocks: int, block_size: int):
+        c = model.config
+        self.num_blocks, self.block_size = num_blocks, block_size
+        shape = (c.n_layer, c.n_kv_head, num_blocks * block_size, c.head_dim)
+        dtype = model.wte.weight.dtype
+        self.k = torch.zeros(shape, device=model.device, dtype=dtype)
+        self.v = torch.zeros(shape, device=model.device, dtype=dtype)
+        # Bytes one position takes in every layer, K and V: the unit of "used" memory.
+        self.position_bytes = 2 * c.n_layer * c.n_kv_head * c.head_dim * self.k.element_size()
+        self.block_bytes = self.position_bytes * block_size
+
+    @property
+    def nbytes(self) -> int:
+        return self.block_bytes * self.num_blocks
+
+    def batch(self, block_tables: list[list[int]], starts: list[int], n_new: int) -> "PagedBatch":
+        return PagedBatch(self, block_tables, starts, n_new)
+
+
+class PagedBatch:
+    """One forward pass over B sequences, each adding n_new tokens after its own starts[b]."""
+
+    def __init__(self, pool: PagedKVPool, block_tables, starts, n_new: int):
+        device = pool.k.device
+        self.pool, self.n_new = pool, n_new
+        bs = pool.block_size
+        start = torch.tensor(starts, device=device)  # (B,)
+        ends = start + n_new  # (B,) positions each sequence will have
+        self.length = int(ends.max()) - n_new  # the longest row's cached length
+        n_keys = int(ends.max())
+        width = max(len(t) for t in block_tables)
+        table = torch.tensor([t + [0] * (width - len(t)) for t in block_tables], device=device)
+        self.pos = start[:, None] + torch.arange(n_new, device=device)  # (B, T)
+        keys = torch.arange(n_keys, device=device).expand(len(starts), n_keys)  # (B, S)
+        # Positions past a row's end point at a real slot (block 0) but are masked out below.
+        keys = keys.minimum(ends[:, None] - 1)
+        self.read_slots = table.gather(1, keys // bs) * bs + keys % bs  # (B, S)
+        self.write_slots = (table.gather(1, self.pos // bs) * bs + self.pos % bs).flatten()
+        # A new token at position p sees keys 0..p of its own sequence, nothing beyond.
+        key_pos = torch.arange(n_keys, device=device)
+        self.mask = (key_pos[None, None, :] <= self.pos[:, :, None])[:, None]  # (B, 1, T, S)
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor):
+        """Write k, v (B, Hkv, T, D) to their slots; return each row's keys and values in
+        position order, padded to the longest row: (B, Hkv, S, D)."""
+        B, H, T, D = k.shape
+        for pool, new in ((self.pool.k[layer], k), (self.pool.v[layer], v)):
+            pool[:, self.write_slots] = new.transpose(0, 1).reshape(H, B * T, D)
+        S = self.read_slots.size(1)
+        slots = self.read_slots.flatten()
+        k_all = self.pool.k[layer][:, slots].view(H, B, S, D).transpose(0, 1)
+        v_all = self.pool.v[layer][:, slots].view(H, B, S, D).transpose(0, 1)
+        return k_all, v_all
+
+    def positions(self, n_new: int, device=None) -> torch.Tensor:
+        return self.pos  # (B, T)
+
+    def attention_mask(self, n_new: int, n_keys: int, device=None) -> torch.Tensor:
+        return self.mask  # (B, 1, T, S)
+
+    def advance(self, n: int):
+        pass  # each Sequence counts its own computed positions (ModelRunner updates them)

@@ -1,0 +1,46 @@
+"""Runs one scheduled step on the model: batched forward passes over the paged cache, then the
+next token for every sequence whose known tokens are now all in the cache."""
+
+from itertools import groupby
+
+import torch
+
+from llmlab.generate import _pick
+from llmlab.serve.paged_cache import PagedKVPool
+from llmlab.serve.sequence import Sequence
+
+
+class ModelRunner:
+    def __init__(self, model, pool: PagedKVPool):
+        self.model, self.pool = model, pool
+
+    @torch.inference_mode()
+    def step(self, work: list[tuple[Sequence, int]]) -> list[tuple[Sequence, int]]:
+        """Compute the given positions of each sequence; return [(sequence, new token)].
+
+        Sequences computing the same number of positions share one forward pass (every decoding
+        sequence computes 1, so all decodes are one batch); rows of a pass may sit at different
+        positions with different context lengths.
+        """
+        picked = []
+        by_size = sorted(work, key=lambda item: item[1])
+        for n_new, group in groupby(by_size, key=lambda item: item[1]):
+            seqs = [seq for seq, _ in group]
+            starts = [seq.num_computed for seq in seqs]
+            ids = torch.tensor(
+                [seq.tokens[s : s + n_new] for seq, s in zip(seqs, starts)],
+                device=self.pool.k.device,
+            )
+            batch = self.pool.batch([seq.block_table for seq in seqs], starts, n_new)
+            logits = self.model(ids, kv_cache=batch, last_only=True)[:, -1, :]  # (B, V)
+            greedy = logits.argmax(dim=-1).tolist()
+            for row, seq in enumerate(seqs):
+                seq.num_computed += n_new
+                if seq.num_computed < len(seq.tokens):
+                    continue  # a chunk of the prompt: no token yet
+                t = seq.request.temperature
+                token = (
+                    greedy[row] if t == 0 else int(_pick(logits[row : row + 1], t, seq.generator))
+                )
+                picked.append((seq, token))
+        return picked
