@@ -16,8 +16,13 @@ def machine_fingerprint() -> dict:
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
+            fields = dict(line.split(":", 1) for line in f if ":" in line)
+        fields = {key.strip(): value.strip() for key, value in fields.items()}
+        # The marketing name alone ("AMD EPYC") covers several generations with different kernels.
+        cpu = "{} (family {}, model {}, stepping {})".format(
+            fields["model name"], fields["cpu family"], fields["model"], fields["stepping"]
+        )
+    except (OSError, KeyError, ValueError):
         pass
     return {
         "cpu": cpu,
