@@ -117,7 +117,8 @@ class Engine:
             error = self._check(seq.request)
             if error is not None or seq.request.max_new_tokens == 0:
                 seq.result.error = error
-                seq.result.finish_time = seq.request.arrival
+                valid_arrival = error is None or not error.startswith("arrival")
+                seq.result.finish_time = seq.request.arrival if valid_arrival else 0.0
                 seq.status = Status.FINISHED
             else:
                 pending.append(seq)
