@@ -12,8 +12,6 @@ tests/test_shapes.py), else the paper's figure.
 
 from dataclasses import dataclass, fields
 
-import torch
-
 from llmlab.kv_cache import kv_cache_bytes
 from llmlab.model import GPTConfig, TinyGPT
 
@@ -221,8 +219,9 @@ def n_params(model) -> int:
     shape = as_shape(model)
     if isinstance(shape, ModelShape):
         return shape.n_params
-    with torch.device("meta"):  # shapes only: no memory is allocated
-        return TinyGPT(shape).num_params()
+    from llmlab.cost import n_weights  # counted from the shape, equal to TinyGPT.num_params()
+
+    return sum(n_weights(shape).values())
 
 
 def weight_bytes(model, dtype: str = "fp16") -> int:

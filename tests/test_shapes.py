@@ -138,6 +138,8 @@ def test_weight_bytes():
     model = llmlab.load_agreement_model()
     assert n_params(model.config) == model.num_params()
     assert weight_bytes(model.config, "fp32") == 4 * model.num_params()
+    gqa = llmlab.GPTConfig(vocab_size=11, block_size=9, n_layer=2, n_head=8, n_embd=32, n_kv_head=2)
+    assert n_params(gqa) == llmlab.TinyGPT(gqa).num_params()
 
 
 def test_sequences_that_fit_an_80_gb_gpu():
