@@ -4,6 +4,8 @@ Each broken sinusoidal_encoding or apply_rope below makes one classic mistake; t
 must FAIL with a message that names it, while the reference solution passes every check.
 """
 
+import math
+
 import pytest
 import torch
 from notebook_tools import assert_fails_with, load_solution
@@ -24,9 +26,9 @@ SOLUTION = load_solution("03_positions")
 
 
 def table_variant(exponent="2i", swap=False, layout="interleaved", sin_only=False, base=10000, multiply=False,
-                  dtype=torch.float32, transpose=False):  # fmt: skip
+                  dtype=torch.float32, transpose=False, start=0):  # fmt: skip
     def sinusoidal_encoding(n_positions, d_model):
-        pos = torch.arange(n_positions, dtype=torch.float64)[:, None]
+        pos = torch.arange(start, start + n_positions, dtype=torch.float64)[:, None]
         cols = torch.arange(d_model, dtype=torch.float64)
         pair = (
             torch.div(cols, 2, rounding_mode="floor")
@@ -46,14 +48,21 @@ def table_variant(exponent="2i", swap=False, layout="interleaved", sin_only=Fals
     return sinusoidal_encoding
 
 
-def rope_variant(
-    direction=1, layout="interleaved", ignore_positions=False, base=10000.0, scale_only=False
-):
+def rope_variant(direction=1, layout="interleaved", ignore_positions=False, base=10000.0,
+                 scale_only=False, offset=0, exponent="2i", swap=False, write="interleaved",
+                 same_angle=False, multiply=False):  # fmt: skip
     def apply_rope(x, positions):
         T, d = x.shape[-2:]
         pos = torch.arange(T) if ignore_positions else torch.as_tensor(positions)
-        angles = direction * pos.double()[:, None] * base ** (-torch.arange(0, d, 2).double() / d)
+        pair = torch.arange(0, d, 2) if exponent == "2i" else torch.arange(d // 2)
+        freq = base ** (pair.double() / d)
+        if same_angle:
+            freq = torch.ones_like(freq)
+        pos = pos.double()[:, None] + offset
+        angles = direction * (pos * freq if multiply else pos / freq)
         cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+        if swap:
+            cos, sin = sin, cos
         if layout == "interleaved":
             a, b = x[..., 0::2], x[..., 1::2]
         else:
@@ -62,11 +71,27 @@ def rope_variant(
             new_a, new_b = a * cos + sin, b * cos + sin
         else:
             new_a, new_b = a * cos - b * sin, a * sin + b * cos
-        if layout == "interleaved":
+        if layout == "interleaved" and write == "interleaved":
             return torch.stack([new_a, new_b], dim=-1).flatten(-2)
         return torch.cat([new_a, new_b], dim=-1)
 
     return apply_rope
+
+
+def rope_in_place(x, positions):  # overwrites x's even coordinates, then reads them back
+    d = x.size(-1)
+    angles = torch.as_tensor(positions)[:, None] / 10000 ** (torch.arange(0, d, 2) / d)
+    x[..., 0::2] = x[..., 0::2] * angles.cos() - x[..., 1::2] * angles.sin()
+    x[..., 1::2] = x[..., 0::2] * angles.sin() + x[..., 1::2] * angles.cos()
+    return x
+
+
+def rope_first_two_dims(x, positions):  # x[:, 0::2] slices dim 1, right only for (T, d) inputs
+    d = x.size(-1)
+    angles = torch.as_tensor(positions).double()[:, None] / 10000 ** (torch.arange(0, d, 2) / d)
+    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+    a, b = x[:, 0::2], x[:, 1::2]
+    return torch.stack([a * cos - b * sin, a * sin + b * cos], dim=-1).flatten(-2)
 
 
 def statuses(checks, fn, name):
@@ -105,40 +130,133 @@ def test_stubs_report_todo_everywhere():
         assert {r.status for r in report.results} == {TODO} and not report.solved
 
 
-@pytest.mark.parametrize(
-    "broken, check, words",
-    [
-        (table_variant(swap=True), "A position 0", "[0, 1, 0, 1, ...]"),
-        (table_variant(swap=True), "A values", "swapped"),
-        (table_variant(layout="halves"), "A values", "first half"),
-        (table_variant(exponent="column"), "A values", "(2i + 1) / d_model"),
-        (table_variant(exponent="column"), "A offsets", "depends only on the offset"),
-        (table_variant(exponent="i"), "A values", "should be 2i / d_model"),
-        (table_variant(multiply=True), "A values", "divide instead"),
-        (table_variant(base=1000), "A values", "base is 1000"),
-        (table_variant(sin_only=True), "A offsets", "changes with p"),
-        (table_variant(dtype=torch.float64), "A dtype", "float32"),
-        (table_variant(transpose=True), "A shape", "one row per position"),
-    ],
-)
+TABLE_WRONG = [  # (learner's sinusoidal_encoding, check that must FAIL, words it must say)
+    (table_variant(swap=True), "A position 0", "[0, 1, 0, 1, ...]"),
+    (table_variant(swap=True), "A values", "swapped"),
+    (table_variant(layout="halves"), "A values", "first half"),
+    (table_variant(exponent="column"), "A values", "(2i + 1) / d_model"),
+    (table_variant(exponent="column"), "A offsets", "depends only on the offset"),
+    (table_variant(exponent="i"), "A values", "should be 2i / d_model"),
+    (table_variant(multiply=True), "A values", "divide instead"),
+    (table_variant(base=1000), "A values", "base is 1000"),
+    (table_variant(sin_only=True), "A offsets", "changes with p"),
+    (table_variant(dtype=torch.float64), "A dtype", "float32"),
+    (table_variant(transpose=True), "A shape", "one row per position"),
+    (table_variant(start=1), "A position 0", "start at position 1"),
+    (table_variant(start=1), "A values", "start at position 1"),
+]
+
+
+@pytest.mark.parametrize("broken, check, words", TABLE_WRONG, ids=[w for _, _, w in TABLE_WRONG])
 def test_each_table_mistake_fails_its_check_with_a_reason(broken, check, words):
     assert_fails_with(statuses(SINUSOIDAL_CHECKS, broken, "sinusoidal_encoding"), check, words)
 
 
-@pytest.mark.parametrize(
-    "broken, check, words",
-    [
-        (rope_variant(direction=-1), "B values", "wrong way"),
-        (rope_variant(layout="halves"), "B values", "rotate-half"),
-        (rope_variant(ignore_positions=True), "B values", "instead of the given positions"),
-        (rope_variant(ignore_positions=True), "B position 0", "unchanged"),
-        (rope_variant(base=1000.0), "B values", "base is 1000"),
-        (rope_variant(scale_only=True), "B lengths", "keeps every vector's length"),
-        (rope_variant(scale_only=True), "B relative", "depend only on m - n"),
-    ],
-)
+ROPE_WRONG = [  # (learner's apply_rope, check that must FAIL, words its message must contain)
+    (rope_variant(direction=-1), "B values", "wrong way"),
+    (rope_variant(layout="halves"), "B values", "rotate-half"),
+    (rope_variant(write="halves"), "B values", "written back as two halves"),
+    (rope_variant(write="halves"), "B position 0", "written back as two halves"),
+    (rope_variant(swap=True), "B position 0", "cos and sin are swapped"),
+    (rope_variant(ignore_positions=True), "B values", "instead of the given positions"),
+    (rope_variant(ignore_positions=True), "B position 0", "instead of the given positions"),
+    (rope_variant(offset=1), "B values", "positions[t] + 1"),
+    (rope_variant(base=1000.0), "B values", "base is 1000"),
+    (rope_variant(exponent="i"), "B values", "exponent i / d"),
+    (rope_variant(multiply=True), "B values", "divide instead"),
+    (rope_variant(same_angle=True), "B values", "same angle"),
+    (rope_variant(scale_only=True), "B lengths", "keeps every vector's length"),
+    (rope_variant(scale_only=True), "B relative", "depend only on m - n"),
+    (rope_in_place, "B input unchanged", "changed x in place"),
+    (rope_in_place, "B values", "already rotated first one"),
+    (rope_first_two_dims, "B shape and dtype", "x[..., 0::2]"),
+]
+
+
+@pytest.mark.parametrize("broken, check, words", ROPE_WRONG, ids=[w for _, _, w in ROPE_WRONG])
 def test_each_rope_mistake_fails_its_check_with_a_reason(broken, check, words):
     assert_fails_with(statuses(ROPE_CHECKS, broken, "apply_rope"), check, words)
+
+
+def test_the_galleries_are_large_enough():
+    assert len({id(fn) for fn, _, _ in TABLE_WRONG}) >= 8
+    assert len({id(fn) for fn, _, _ in ROPE_WRONG}) >= 8
+
+
+@pytest.mark.parametrize(
+    "broken, check, words",
+    TABLE_WRONG + ROPE_WRONG,
+    ids=[w for _, _, w in TABLE_WRONG + ROPE_WRONG],
+)
+def test_no_named_mistake_gets_the_generic_message(broken, check, words):
+    rope = any(broken is fn for fn, _, _ in ROPE_WRONG)
+    checks, name = (
+        (ROPE_CHECKS, "apply_rope") if rope else (SINUSOIDAL_CHECKS, "sinusoidal_encoding")
+    )
+    message = statuses(checks, broken, name)[check][1]
+    assert "differs from" not in message and not message.startswith(f"{name}() raised"), message
+
+
+# ---- correct answers written differently: every check must PASS -----------------------------
+
+
+def table_float32_angles(n_positions, d_model):  # torch's default dtype all the way
+    pos = torch.arange(n_positions)[:, None]
+    angles = pos / 10000 ** (torch.arange(0, d_model, 2) / d_model)
+    pe = torch.zeros(n_positions, d_model)
+    pe[:, 0::2], pe[:, 1::2] = angles.sin(), angles.cos()
+    return pe
+
+
+def table_exp_log(n_positions, d_model):  # the annotated-transformer idiom
+    div = torch.exp(torch.arange(0, d_model, 2) * (-math.log(10000.0) / d_model))
+    angles = torch.arange(n_positions).unsqueeze(1) * div
+    return torch.stack([angles.sin(), angles.cos()], dim=-1).flatten(1)
+
+
+def rope_float32_angles(x, positions):  # angles in float32, torch's default: correct
+    d = x.size(-1)
+    inv_freq = 1.0 / 10000 ** (torch.arange(0, d, 2).float() / d)
+    angles = torch.as_tensor(positions)[:, None] * inv_freq
+    x0, x1 = x[..., 0::2], x[..., 1::2]
+    cos, sin = angles.cos(), angles.sin()
+    return torch.stack([x0 * cos - x1 * sin, x0 * sin + x1 * cos], -1).flatten(-2).to(x.dtype)
+
+
+def rope_complex(x, positions):  # pairs as complex numbers, multiplied by e^(i angle)
+    d = x.size(-1)
+    angles = torch.as_tensor(positions).double()[:, None] / 10000 ** (torch.arange(0, d, 2) / d)
+    z = torch.view_as_complex(x.double().reshape(*x.shape[:-1], d // 2, 2).contiguous())
+    rotated = torch.view_as_real(z * torch.polar(torch.ones_like(angles), angles))
+    return rotated.flatten(-2).to(x.dtype)
+
+
+def rope_rotation_matrices(x, positions):  # one explicit 2 x 2 matrix per pair
+    d = x.size(-1)
+    angles = torch.as_tensor(positions).double()[:, None] / 10000 ** (torch.arange(0, d, 2) / d)
+    c, s = angles.cos(), angles.sin()
+    rot = torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], -2)  # (T, d/2, 2, 2)
+    pairs = x.double().unflatten(-1, (d // 2, 2))
+    return torch.einsum("tpij,...tpj->...tpi", rot, pairs).flatten(-2).to(x.dtype)
+
+
+@pytest.mark.parametrize(
+    "table", [SOLUTION.sinusoidal_encoding, table_float32_angles, table_exp_log, table_variant()],
+    ids=lambda f: f.__name__,
+)  # fmt: skip
+def test_each_correct_table_passes_every_check(table):
+    report = check_sinusoidal(table)
+    assert report.solved, str(report)
+
+
+@pytest.mark.parametrize(
+    "rope", [SOLUTION.apply_rope, rope_float32_angles, rope_complex, rope_rotation_matrices,
+             rope_variant(), positions.apply_rope],
+    ids=lambda f: f.__name__,
+)  # fmt: skip
+def test_each_correct_rope_passes_every_check(rope):
+    report = check_rope(rope)
+    assert report.solved, str(report)
 
 
 def test_a_rope_that_changes_dtype_or_shape_is_named():

@@ -9,8 +9,10 @@ def attention(q, k, v, causal=False):
     scores = q @ k.transpose(-2, -1) / math.sqrt(d_k)  # (..., T, S)
     if causal:
         T, S = scores.shape[-2:]
-        # query i sits at position S - T + i and may see keys up to there
-        allowed = torch.ones(T, S, dtype=torch.bool, device=q.device).tril(diagonal=S - T)
+        # Query i sits at position S - T + i and sees keys up to there.
+        ones = torch.ones(T, S, dtype=torch.bool, device=q.device)
+        allowed = ones.tril(diagonal=S - T)
         scores = scores.masked_fill(~allowed, float("-inf"))
-    weights = torch.softmax(scores, dim=-1)  # over the keys: each row sums to 1
+    # Over the keys (the last dimension): each row sums to 1.
+    weights = torch.softmax(scores, dim=-1)
     return weights @ v, weights

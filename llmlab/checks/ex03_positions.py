@@ -5,15 +5,16 @@ Part A: sinusoidal_encoding(n_positions, d_model) -> (n_positions, d_model) floa
 Part B: apply_rope(x, positions) -> a tensor of x's shape and dtype, where row t of x (shape (..., T, d))
     has each adjacent pair (x[2i], x[2i + 1]) rotated by the angle positions[t] / 10000^(2i / d).
 Part A is compared with the formula evaluated entry by entry with math.sin and math.cos; Part B with
-llmlab.positions.apply_rope.
+the rotation computed in float64 (_rope_ref, tested equal to llmlab.positions.apply_rope). Angles
+computed in float32 are correct answers: every tolerance leaves room for them. A wrong value is
+first compared with the classic mistakes (_TABLE_MISTAKES, _ROPE_MISTAKES) and named.
 """
 
 import math
 
 import torch
 
-from llmlab.checks import CheckFailed, run_checks
-from llmlab.positions import apply_rope as reference_rope
+from llmlab.checks import CheckFailed, close, crashed, describe_difference, diagnose, run_checks
 
 # ---- Part A: the sinusoidal table ------------------------------------------------------------
 
@@ -84,6 +85,10 @@ def _diagnose_table(pe, n_positions, d_model):
             _formula(n_positions, d, lambda p, i, c: p / 1000 ** (2 * i / d)),
             "the base is 1000; the formula uses 10000",
         ),
+        (
+            _formula(n_positions, d, lambda p, i, c: (p + 1) / 10000 ** (2 * i / d)),
+            "the rows start at position 1; the first row is position 0 (torch.arange(n_positions))",
+        ),
     ]
     for variant, message in variants:
         if torch.allclose(pe, variant, atol=1e-4):
@@ -117,6 +122,11 @@ def check_position_zero(sinusoidal_encoding):
     expected = torch.tensor([0.0, 1.0] * 4, dtype=torch.float64)  # sin(0), cos(0) for every pair
     if not torch.allclose(pe[0], expected, atol=1e-6):
         got = ", ".join(f"{v:.2f}" for v in pe[0].tolist())
+        if torch.allclose(pe[0], _expected_table(2, 8)[1], atol=1e-4):
+            raise CheckFailed(
+                "PE[0] holds position 1: the rows start at position 1, but the first row is "
+                "position 0 (torch.arange(n_positions)), [0, 1, 0, 1, ...]"
+            )
         raise CheckFailed(
             f"PE[0] should be [0, 1, 0, 1, ...] (sin 0, cos 0 in every pair), got [{got}]"
         )
@@ -147,110 +157,236 @@ def check_relative_dot_products(sinusoidal_encoding):
 
 # ---- Part B: rotary embeddings ---------------------------------------------------------------
 
+# Angles computed in float32 (torch's default for pos / 10000 ** (...)) are off by about
+# position x 6e-8 radians; at the checks' positions (<= 40) that moves a rotated value by < 1e-6.
+# The tolerance leaves room for that and is still 1000 times below the smallest mistake.
+_ROPE_TOL = {"atol": 2e-5, "rtol": 2e-5}
+
 
 def _random(*shape, seed=0):
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
 
+def _rope_ref(x, positions, direction=1, layout="interleaved", offset=0, base=10000.0,
+              exponent="2i", multiply=False, swap=False, write="interleaved", chained=False,
+              same_angle=False, ignore_positions=False):  # fmt: skip
+    """RoPE in float64; each keyword switches on one classic mistake (the defaults are right)."""
+    x = x.double()
+    T, d = x.shape[-2:]
+    pos = torch.arange(T) if ignore_positions else torch.as_tensor(positions)
+    pos = pos.double()[:, None] + offset
+    pair = torch.arange(d // 2, dtype=torch.float64)
+    power = {"2i": 2 * pair, "i": pair}[exponent] / d
+    if same_angle:
+        power = torch.zeros_like(power)
+    angles = direction * (pos * base**power if multiply else pos / base**power)  # (T, d/2)
+    cos, sin = angles.cos(), angles.sin()
+    if swap:
+        cos, sin = sin, cos
+    if layout == "interleaved":
+        a, b = x[..., 0::2], x[..., 1::2]
+    else:
+        a, b = x[..., : d // 2], x[..., d // 2 :]
+    new_a = a * cos - b * sin
+    new_b = (new_a if chained else a) * sin + b * cos
+    if layout == "interleaved" and write == "interleaved":
+        return torch.stack([new_a, new_b], dim=-1).flatten(-2)
+    return torch.cat([new_a, new_b], dim=-1)
+
+
+_ROPE_MISTAKES = [  # (message, keywords of _rope_ref), most specific first
+    (
+        "the pairs are rotated the wrong way: use (x0 cos - x1 sin, x0 sin + x1 cos)",
+        dict(direction=-1),
+    ),
+    (
+        "you pair dimension i with i + d/2 (the 'rotate-half' layout); this exercise pairs "
+        "adjacent dimensions 2i and 2i + 1",
+        dict(layout="halves"),
+    ),
+    (
+        "the rotated pairs are written back as two halves (torch.cat): new[2i] and new[2i + 1] "
+        "must go back side by side, e.g. torch.stack([new0, new1], dim=-1).flatten(-2)",
+        dict(write="halves"),
+    ),
+    (
+        "cos and sin are swapped: new[2i] = x[2i] cos - x[2i + 1] sin, "
+        "new[2i + 1] = x[2i] sin + x[2i + 1] cos",
+        dict(swap=True),
+    ),
+    (
+        "the second coordinate is computed from the already rotated first one (an update in "
+        "place?); compute both new coordinates from the original pair",
+        dict(chained=True),
+    ),
+    (
+        "rows are rotated by their index 0, 1, 2, ... instead of the given positions",
+        dict(ignore_positions=True),
+    ),
+    (
+        "rows are rotated by positions[t] + 1: use the positions as given (the first token sits "
+        "at position 0)",
+        dict(offset=1),
+    ),
+    ("the base is 1000; the angle is position / 10000^(2i / d)", dict(base=1000.0)),
+    (
+        "the frequencies use exponent i / d; it should be 2i / d, with i counting pairs "
+        "(torch.arange(0, d, 2) / d)",
+        dict(exponent="i"),
+    ),
+    (
+        "the angle is position * 10000^(2i / d); divide instead: position / 10000^(2i / d)",
+        dict(multiply=True),
+    ),
+    (
+        "every pair is rotated by the same angle, the position itself; pair i turns at its own "
+        "frequency, angle = position / 10000^(2i / d)",
+        dict(same_angle=True),
+    ),
+]
+
+
+def _diagnose_rope(out, x, positions):
+    named = diagnose(
+        out,
+        [(m, lambda kw=kw: _rope_ref(x, positions, **kw)) for m, kw in _ROPE_MISTAKES],
+        **_ROPE_TOL,
+    )
+    return named or describe_difference(out, _rope_ref(x, positions), "rotated x")
+
+
+def _rope_crash_hint(apply_rope, x, positions):
+    def works(*args):
+        try:
+            apply_rope(*args)
+            return True
+        except Exception:
+            return False
+
+    flat = (0,) * (x.dim() - 2)
+    if x.dim() > 2 and works(x[flat].clone(), positions):
+        return (
+            "it works on (T, d) inputs but not with batch or head dimensions: slice the last "
+            "dimension, x[..., 0::2] and x[..., 1::2], and let (T, d/2) angles broadcast"
+        )
+    return None
+
+
 def _rope(apply_rope, x, positions):
-    out = apply_rope(x, positions)
+    try:
+        out = apply_rope(x.clone(), positions)  # a clone: an update in place must not fool us
+    except NotImplementedError:
+        raise
+    except Exception as error:
+        raise crashed("apply_rope", error, _rope_crash_hint(apply_rope, x, positions)) from None
     if not isinstance(out, torch.Tensor):
         raise CheckFailed(f"apply_rope() must return a torch.Tensor, got {type(out).__name__}")
     if out.shape != x.shape:
         raise CheckFailed(
-            f"apply_rope() returned shape {tuple(out.shape)} for x of shape {tuple(x.shape)}; keep x's shape"
+            f"apply_rope() returned shape {tuple(out.shape)} for x of shape {tuple(x.shape)}; "
+            "keep x's shape"
         )
     return out
 
 
-def _halves_rope(x, positions):
-    """The 'rotate-half' layout: dimension i paired with i + d/2 (GPT-NeoX, Hugging Face Llama)."""
-    d = x.size(-1)
-    angles = torch.as_tensor(positions).double()[:, None] * 10000 ** (
-        -torch.arange(0, d, 2).double() / d
-    )
-    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
-    a, b = x[..., : d // 2], x[..., d // 2 :]
-    return torch.cat([a * cos - b * sin, a * sin + b * cos], dim=-1)
-
-
-def _diagnose_rope(out, x, positions):
-    if torch.allclose(out, reference_rope(x, [-p for p in positions]), atol=1e-6):
-        return "the pairs are rotated the wrong way: use (x0 cos - x1 sin, x0 sin + x1 cos)"
-    if torch.allclose(out, _halves_rope(x, positions), atol=1e-6):
-        return (
-            "you pair dimension i with i + d/2 (the 'rotate-half' layout); this exercise pairs adjacent "
-            "dimensions 2i and 2i + 1"
-        )
-    if torch.allclose(out, reference_rope(x, list(range(x.size(-2)))), atol=1e-6):
-        return f"rows are rotated by their index 0, 1, 2, ... instead of the given positions {list(positions)}"
-    if torch.allclose(out, reference_rope(x, positions, base=1000.0), atol=1e-6):
-        return "the base is 1000; the angle is position / 10000^(2i / d)"
-    error = (out - reference_rope(x, positions)).abs().max().item()
-    return f"rotated x differs from the reference by up to {error:.3g}"
-
-
 def check_rope_shape_dtype(apply_rope):
-    x = _random(2, 3, 5, 8)  # (batch, heads, T, d)
-    out = _rope(apply_rope, x, torch.arange(5))
-    if out.dtype != torch.float64:
-        raise CheckFailed(f"float64 x gave a {out.dtype} result; keep x's dtype")
-    return "keeps shape (2, 3, 5, 8) and dtype float64"
+    for dtype in (torch.float64, torch.float32):
+        x = _random(2, 3, 5, 8).to(dtype)  # (batch, heads, T, d)
+        out = _rope(apply_rope, x, torch.arange(5))
+        if out.dtype != dtype:
+            raise CheckFailed(f"{dtype} x gave a {out.dtype} result; keep x's dtype")
+    return "keeps shape (2, 3, 5, 8) and dtype, float64 and float32"
+
+
+def check_rope_input_unchanged(apply_rope):
+    x = _random(2, 5, 8, seed=5)
+    before = x.clone()
+    try:
+        apply_rope(x, torch.arange(3, 8))
+    except NotImplementedError:
+        raise
+    except Exception as error:
+        raise crashed("apply_rope", error, _rope_crash_hint(apply_rope, x, range(3, 8))) from None
+    if not torch.equal(x, before):
+        raise CheckFailed(
+            "apply_rope() changed x in place: write the rotated pairs into a new tensor "
+            "(torch.empty_like(x) or torch.stack) so the caller's queries stay as they were"
+        )
+    return "x is left untouched"
 
 
 def check_rope_position_zero(apply_rope):
     x = _random(4, 8)
-    out = _rope(apply_rope, x, torch.zeros(4, dtype=torch.long))
-    if not torch.allclose(out, x, atol=1e-9):
+    positions = torch.zeros(4, dtype=torch.long)
+    out = _rope(apply_rope, x, positions)
+    if not torch.allclose(out, x, atol=1e-6):
         raise CheckFailed(
-            f"at position 0 every angle is 0, so x must come back unchanged; yours moved it by up to "
-            f"{(out - x).abs().max().item():.3g}"
+            _diagnose_rope_named(out, x, positions)
+            or f"at position 0 every angle is 0, so x must come back unchanged; yours moved it by "
+            f"up to {(out - x).abs().max().item():.3g}"
         )
     return "position 0 leaves x unchanged"
+
+
+def _diagnose_rope_named(out, x, positions):
+    return diagnose(
+        out,
+        [(m, lambda kw=kw: _rope_ref(x, positions, **kw)) for m, kw in _ROPE_MISTAKES],
+        **_ROPE_TOL,
+    )
 
 
 def check_rope_lengths(apply_rope):
     x = _random(3, 10, 8, seed=1)
     out = _rope(apply_rope, x, torch.arange(10))
-    change = (out.norm(dim=-1) - x.norm(dim=-1)).abs().max().item()
-    if change > 1e-9:
+    change = ((out.norm(dim=-1) - x.norm(dim=-1)).abs() / x.norm(dim=-1)).max().item()
+    if change > 1e-5:  # float32 cos^2 + sin^2 is 1 to ~1e-7
         raise CheckFailed(
-            f"a rotation keeps every vector's length, yours changes it by up to {change:.3g}; "
-            "each new pair must be (x0 cos - x1 sin, x0 sin + x1 cos)"
+            _diagnose_rope_named(out, x, torch.arange(10))
+            or f"a rotation keeps every vector's length, yours changes it by up to "
+            f"{change:.2%}; each new pair must be (x0 cos - x1 sin, x0 sin + x1 cos)"
         )
     return "every vector keeps its length"
 
 
 def check_rope_values(apply_rope):
     x = _random(2, 6, 16, seed=2)
-    positions = [
-        3,
-        4,
-        5,
-        9,
-        17,
-        40,
-    ]  # not 0..T-1: a decode step rotates new tokens at their true positions
-    out = _rope(apply_rope, x, torch.tensor(positions))
-    if not torch.allclose(out, reference_rope(x, positions), atol=1e-6):
+    # Not 0 .. T-1: a decode step rotates new tokens at their true positions.
+    positions = torch.tensor([3, 4, 5, 9, 17, 40])
+    out = _rope(apply_rope, x, positions)
+    if not close(out, _rope_ref(x, positions), **_ROPE_TOL):
         raise CheckFailed(_diagnose_rope(out, x, positions))
-    return "matches llmlab.positions.apply_rope to 1e-6 at positions 3, 4, 5, 9, 17, 40"
+    return "matches RoPE to 2e-5 at positions 3, 4, 5, 9, 17, 40 (float32 angles are fine)"
+
+
+def check_rope_batch_heads(apply_rope):
+    x = _random(2, 3, 4, 8, seed=6)  # (batch, heads, T, d)
+    positions = torch.tensor([7, 8, 9, 10])
+    out = _rope(apply_rope, x, positions)
+    if not close(out, _rope_ref(x, positions), **_ROPE_TOL):
+        flat = (0, 0)
+        if close(_rope(apply_rope, x[flat], positions), _rope_ref(x[flat], positions), **_ROPE_TOL):
+            raise CheckFailed(
+                "right on a (T, d) input but not on (batch, heads, T, d): slice the last dimension, "
+                "x[..., 0::2] and x[..., 1::2], not x[:, 0::2]"
+            )
+        raise CheckFailed(_diagnose_rope(out, x, positions))
+    return "rotates every head of every sequence, (2, 3, 4, 8)"
 
 
 def check_rope_relative(apply_rope):
     n, d = 24, 16
     q, k = _random(d, seed=3), _random(d, seed=4)
-    rotated_q = _rope(
-        apply_rope, q.expand(n, d).clone(), torch.arange(n)
-    )  # q placed at every position m
+    rotated_q = _rope(apply_rope, q.expand(n, d).clone(), torch.arange(n))  # q at every position m
     rotated_k = _rope(apply_rope, k.expand(n, d).clone(), torch.arange(n))
     scores = rotated_q @ rotated_k.T  # scores[m, n] = q_m . k_n
+    limit = 1e-5 * (q.norm() * k.norm()).item()  # float32 angles: ~1e-7 of |q| |k|
     for offset in range(-n + 1, n):
         diagonal = torch.diagonal(scores, offset)  # every (m, n) with n - m = offset
-        if (diagonal.max() - diagonal.min()).item() > 1e-6:
+        if (diagonal.max() - diagonal.min()).item() > limit:
             raise CheckFailed(
-                f"rotated q_m . k_n should depend only on m - n, but for m - n = {-offset} it ranges from "
-                f"{diagonal.min().item():.3f} to {diagonal.max().item():.3f}"
+                f"rotated q_m . k_n should depend only on m - n, but for m - n = {-offset} it "
+                f"ranges from {diagonal.min().item():.3f} to {diagonal.max().item():.3f}"
             )
     return "q_m . k_n depends only on m - n"
 
@@ -265,9 +401,11 @@ SINUSOIDAL_CHECKS = [
 
 ROPE_CHECKS = [
     ("B shape and dtype", check_rope_shape_dtype),
+    ("B input unchanged", check_rope_input_unchanged),
     ("B position 0", check_rope_position_zero),
     ("B lengths", check_rope_lengths),
     ("B values", check_rope_values),
+    ("B batch and heads", check_rope_batch_heads),
     ("B relative", check_rope_relative),
 ]
 
