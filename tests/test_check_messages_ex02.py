@@ -9,6 +9,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from notebook_tools import assert_fails_with, load_solution
 
 from llmlab.checks import FAIL, PASS, TODO, run_checks
@@ -69,19 +70,45 @@ def merge_strided(y):
 # --- broken multi_head_attention -------------------------------------------------------------
 
 
-def mha_variant(causal=True, scale="head", project_out=True, heads=None):
+def mha_variant(causal=True, scale="head", project_out=True, heads=None, split=None,
+                merge=None, linear=False, dim=-1, fill=float("-inf"), diagonal=True):  # fmt: skip
+    """multi_head_attention as a learner writes it, one switch flipped; defaults are right."""
+    split = split or SOL.split_heads
+    merge = merge or SOL.merge_heads
+
     def multi_head_attention(x, w_q, w_k, w_v, w_o, n_heads):
         H = n_heads if heads is None else heads
         T, C = x.shape[1:]
-        q, k, v = (SOL.split_heads(x @ w, H) for w in (w_q, w_k, w_v))
-        d = {"head": q.size(-1), "width": C}[scale]
+        project = (lambda t, w: F.linear(t, w)) if linear else (lambda t, w: t @ w)
+        q, k, v = (split(project(x, w), H) for w in (w_q, w_k, w_v))
+        d = {"head": q.size(-1), "width": C, "none": 1}[scale]
         scores = q @ k.transpose(-2, -1) / math.sqrt(d)
         if causal:
-            scores = scores.masked_fill(torch.ones(T, T, dtype=torch.bool).triu(1), float("-inf"))
-        y = SOL.merge_heads(torch.softmax(scores, dim=-1) @ v)
-        return y @ w_o if project_out else y
+            hidden = torch.ones(T, T, dtype=torch.bool).triu(1 if diagonal else 0)
+            scores = scores.masked_fill(hidden, fill)
+        y = merge(torch.softmax(scores, dim=dim) @ v)
+        return project(y, w_o) if project_out else y
 
     return multi_head_attention
+
+
+def forgot_to_merge(x, w_q, w_k, w_v, w_o, n_heads):
+    q, k, v = (SOL.split_heads(x @ w, n_heads) for w in (w_q, w_k, w_v))
+    return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+
+
+def sdpa_without_is_causal(x, w_q, w_k, w_v, w_o, n_heads):
+    q, k, v = (SOL.split_heads(x @ w, n_heads) for w in (w_q, w_k, w_v))
+    return SOL.merge_heads(F.scaled_dot_product_attention(q, k, v)) @ w_o
+
+
+def split_forgets_transpose(x, n_heads):
+    B, T, C = x.shape
+    return x.view(B, T, n_heads, C // n_heads)
+
+
+def merge_forgets_flatten(y):
+    return y.transpose(1, 2)
 
 
 def results(split=SOL.split_heads, merge=SOL.merge_heads, mha=SOL.multi_head_attention):
@@ -117,26 +144,124 @@ def test_todo_names_the_function_still_to_write():
     )
 
 
-@pytest.mark.parametrize(
-    "kwargs, check, words",
-    [
-        (dict(split=split_reshape_only), "split order", "then transpose(1, 2)"),
-        (dict(split=split_strided), "split order", "one in every 3"),
-        (dict(split=split_no_check), "split error", "raised RuntimeError instead of ValueError"),
-        (dict(split=split_truncates), "split error", "raise ValueError"),
-        (dict(merge=merge_reshape_only), "merge order", "transpose(1, 2)"),
-        (dict(merge=merge_strided), "merge order", "interleaved"),
-        (dict(merge=merge_view_after_transpose), "merge shape", "use .reshape"),
-        (dict(mha=mha_variant(causal=False)), "no peeking", "causal mask"),
-        (dict(mha=mha_variant(causal=False)), "matches the engine", "without the causal mask"),
-        (dict(mha=mha_variant(scale="width")), "matches the engine", "sqrt(head_dim)"),
-        (dict(mha=mha_variant(project_out=False)), "matches the engine", "w_o"),
-        (dict(mha=mha_variant(heads=1)), "matches the engine", "one head of full width"),
-        (dict(mha=mha_variant(heads=4)), "any number of heads", "with n_heads=1"),
-    ],
-)
+WRONG = [  # (the learner's functions, check that must FAIL, words its message must contain)
+    (dict(split=split_reshape_only), "split order", "then transpose(1, 2)"),
+    (dict(split=split_strided), "split order", "one in every 3"),
+    (dict(split=split_no_check), "split error", "raised RuntimeError instead of ValueError"),
+    (dict(split=split_truncates), "split error", "raise ValueError"),
+    (dict(split=split_forgets_transpose), "split shape", "transpose(1, 2)"),
+    (dict(merge=merge_reshape_only), "merge order", "transpose(1, 2)"),
+    (dict(merge=merge_strided), "merge order", "interleaved"),
+    (dict(merge=merge_view_after_transpose), "merge shape", "use .reshape"),
+    (dict(merge=merge_forgets_flatten), "merge shape", "flatten the last two dimensions"),
+    (dict(mha=mha_variant(causal=False)), "no peeking", "without the causal mask"),
+    (dict(mha=mha_variant(causal=False)), "matches the engine", "without the causal mask"),
+    (dict(mha=sdpa_without_is_causal), "no peeking", "without the causal mask"),
+    (dict(mha=mha_variant(split=split_reshape_only)), "no peeking", "cut with reshape"),
+    (dict(mha=mha_variant(split=split_reshape_only)), "matches the engine", "cut with reshape"),
+    (dict(mha=mha_variant(merge=merge_reshape_only)), "no peeking", "merged with a reshape"),
+    (
+        dict(mha=mha_variant(split=split_reshape_only, merge=merge_reshape_only)),
+        "matches the engine",
+        "glued back with reshape",
+    ),
+    (dict(mha=mha_variant(split=split_strided)), "matches the engine", "every n_heads-th"),
+    (dict(mha=mha_variant(linear=True)), "matches the engine", "used transposed"),
+    (dict(mha=mha_variant(fill=0.0)), "no peeking", "set to 0"),
+    (dict(mha=mha_variant(diagonal=False)), "no peeking", "hides the diagonal"),
+    (dict(mha=mha_variant(dim=-2)), "no peeking", "over the queries"),
+    (dict(mha=mha_variant(scale="width")), "matches the engine", "sqrt(head_dim)"),
+    (dict(mha=mha_variant(scale="none")), "matches the engine", "not scaled"),
+    (dict(mha=mha_variant(project_out=False)), "matches the engine", "w_o"),
+    (dict(mha=mha_variant(heads=1)), "matches the engine", "one head of full width"),
+    (dict(mha=mha_variant(heads=4)), "any number of heads", "computes 4 heads although"),
+    (dict(mha=forgot_to_merge), "attention shape", "merge the heads back"),
+]
+
+
+def test_the_gallery_is_large_enough():
+    assert len(WRONG) >= 8 and sum("mha" in kwargs for kwargs, _, _ in WRONG) >= 8
+
+
+@pytest.mark.parametrize("kwargs, check, words", WRONG, ids=[w for _, _, w in WRONG])
 def test_each_mistake_fails_its_check_with_a_reason(kwargs, check, words):
     assert_fails_with(results(**kwargs), check, words)
+
+
+@pytest.mark.parametrize("kwargs, check, words", WRONG, ids=[w for _, _, w in WRONG])
+def test_no_named_mistake_gets_the_generic_message(kwargs, check, words):
+    message = results(**kwargs)[check][1]
+    assert "differs from" not in message and "() raised RuntimeError (" not in message, message
+
+
+# ---- correct answers written differently: every check must PASS -----------------------------
+
+
+def split_permute(x, n_heads):
+    if x.size(-1) % n_heads:
+        raise ValueError("n_heads must divide the width")
+    return x.unflatten(-1, (n_heads, -1)).permute(0, 2, 1, 3)
+
+
+def split_chunks(x, n_heads):
+    if x.size(-1) % n_heads:
+        raise ValueError("n_heads must divide the width")
+    return torch.stack(x.chunk(n_heads, dim=-1), dim=1)
+
+
+def merge_permute(y):
+    return y.permute(0, 2, 1, 3).flatten(2)
+
+
+def merge_cat(y):
+    return torch.cat(y.unbind(dim=1), dim=-1)
+
+
+def mha_sdpa(x, w_q, w_k, w_v, w_o, n_heads):
+    q, k, v = (split_permute(x @ w, n_heads) for w in (w_q, w_k, w_v))
+    return merge_permute(F.scaled_dot_product_attention(q, k, v, is_causal=True)) @ w_o
+
+
+def mha_einsum(x, w_q, w_k, w_v, w_o, n_heads):
+    T = x.size(1)
+    q, k, v = (split_chunks(torch.einsum("btc,cd->btd", x, w), n_heads) for w in (w_q, w_k, w_v))
+    scores = torch.einsum("bhtd,bhsd->bhts", q, k) * q.size(-1) ** -0.5
+    scores = torch.where(torch.ones(T, T, dtype=torch.bool).tril(), scores, -torch.inf)
+    y = torch.einsum("bhts,bhsd->bhtd", scores.softmax(-1), v)
+    return merge_cat(y) @ w_o
+
+
+def mha_head_loop(x, w_q, w_k, w_v, w_o, n_heads):
+    D = x.size(-1) // n_heads
+    q, k, v = x @ w_q, x @ w_k, x @ w_v
+    heads = []
+    for h in range(n_heads):
+        part = slice(h * D, (h + 1) * D)
+        out, _ = load_solution("01_attention").attention(q[..., part], k[..., part], v[..., part],
+                                                         causal=True)  # fmt: skip
+        heads.append(out)
+    return torch.cat(heads, dim=-1) @ w_o
+
+
+def mha_float64(x, w_q, w_k, w_v, w_o, n_heads):
+    weights = (w.double() for w in (w_q, w_k, w_v, w_o))
+    return SOL.multi_head_attention(x.double(), *weights, n_heads).to(x.dtype)
+
+
+RIGHT = [  # (split_heads, merge_heads, multi_head_attention)
+    (SOL.split_heads, SOL.merge_heads, SOL.multi_head_attention),
+    (split_permute, merge_permute, mha_sdpa),
+    (split_chunks, merge_cat, mha_einsum),
+    (SOL.split_heads, SOL.merge_heads, mha_head_loop),
+    (SOL.split_heads, SOL.merge_heads, mha_float64),
+    (SOL.split_heads, SOL.merge_heads, mha_variant()),
+]
+
+
+@pytest.mark.parametrize("fns", RIGHT, ids=lambda fns: "-".join(f.__name__ for f in fns))
+def test_each_correct_variant_passes_every_check(fns):
+    report = check_multi_head(*fns)
+    assert report.solved and len(report.results) == len(CHECKS), str(report)
 
 
 def test_reshape_without_transpose_in_both_passes_the_round_trip_but_not_the_order_checks():

@@ -12,7 +12,14 @@ import math
 
 import torch
 
-from llmlab.checks import CheckFailed, Report, run_checks
+from llmlab.checks import (
+    CheckFailed,
+    Report,
+    crashed,
+    describe_difference,
+    diagnose,
+    run_checks,
+)
 from llmlab.model import CausalSelfAttention, GPTConfig
 
 
@@ -45,16 +52,25 @@ def _tensor(result, fn_name, what):
 
 
 def _call(fn, fn_name, what, *args):
-    """Call the learner's fn; turn the classic .view-after-transpose crash into advice."""
+    """Call the learner's fn; a crash becomes one sentence naming its likely cause."""
     try:
         return _tensor(fn(*args), fn_name, what)
-    except RuntimeError as error:
+    except (NotImplementedError, CheckFailed):
+        raise
+    except Exception as error:
         if "view size is not compatible" in str(error):
             raise CheckFailed(
                 f"{fn_name}() calls .view on a tensor that transpose made non-contiguous: "
                 "use .reshape(...) (or .contiguous().view(...)) after transposing"
             ) from None
-        raise
+        hint = None
+        if fn_name == "multi_head_attention" and isinstance(error, RuntimeError):
+            hint = (
+                "the shapes inside do not line up: q, k and v should be (B, n_heads, T, "
+                "head_dim) after the split, the scores (B, n_heads, T, T), and the merged heads "
+                "(B, T, C) before w_o"
+            )
+        raise crashed(fn_name, error, hint) from None
 
 
 # --- split_heads -------------------------------------------------------------------------------
@@ -66,6 +82,11 @@ def check_split_shape(split_heads):
             split_heads, "split_heads", "(batch, n_heads, seq, head_dim)", _randn(B, T, C), H
         )
         expected = (B, H, T, C // H)
+        if tuple(out.shape) == (B, T, H, C // H) and H not in (1, T):
+            raise CheckFailed(
+                f"split_heads gave {tuple(out.shape)}, which is (batch, seq, n_heads, head_dim): "
+                "bring the heads before the tokens with transpose(1, 2)"
+            )
         if tuple(out.shape) != expected:
             raise CheckFailed(
                 f"split_heads(x of shape {(B, T, C)}, n_heads={H}) gave shape {tuple(out.shape)}, expected "
@@ -133,6 +154,11 @@ def check_merge_shape(fns):
         out = _call(
             merge_heads, "merge_heads", "(batch, seq, n_heads * head_dim)", _randn(B, H, T, D)
         )
+        if tuple(out.shape) == (B, T, H, D) and H not in (1, T):
+            raise CheckFailed(
+                f"merge_heads gave {tuple(out.shape)}, (batch, seq, n_heads, head_dim): flatten "
+                "the last two dimensions, reshape(B, T, n_heads * head_dim)"
+            )
         if tuple(out.shape) != (B, T, H * D):
             raise CheckFailed(
                 f"merge_heads(y of shape {(B, H, T, D)}) gave shape {tuple(out.shape)}, expected {(B, T, H * D)}"
@@ -220,41 +246,120 @@ def _engine_layer(C, H, seed):
     return layer, weights
 
 
-def _variant(x, w_q, w_k, w_v, w_o, n_heads, causal=True, scale_width=None, project_out=True):
-    """Reference multi-head attention with switches that reproduce classic mistakes."""
+def _variant(x, w_q, w_k, w_v, w_o, n_heads, causal=True, scale_width=None, project_out=True,
+             split="view", merge="transpose", transpose_weights=False, dim=-1, fill=-math.inf,
+             diagonal=True):  # fmt: skip
+    """Reference multi-head attention in float64, with switches that rebuild classic mistakes."""
+    x, w_q, w_k, w_v, w_o = (t.double() for t in (x, w_q, w_k, w_v, w_o))
     B, T, C = x.shape
-    q, k, v = (_ref_split(x @ w, n_heads) for w in (w_q, w_k, w_v))
-    d = q.size(-1) if scale_width is None else scale_width
+    H, D = n_heads, C // n_heads
+
+    def cut(t):
+        if split == "reshape":
+            return t.reshape(B, H, T, D)
+        if split == "strided":
+            return t.view(B, T, D, H).permute(0, 3, 1, 2)
+        return _ref_split(t, H)
+
+    ws = [w.T if transpose_weights else w for w in (w_q, w_k, w_v, w_o)]
+    q, k, v = (cut(x @ w) for w in ws[:3])
+    d = {None: q.size(-1), "C": C}.get(scale_width, scale_width)
     scores = q @ k.transpose(-2, -1) / math.sqrt(d)
     if causal:
-        scores = scores.masked_fill(~torch.ones(T, T, dtype=torch.bool).tril(), float("-inf"))
-    y = _ref_merge(torch.softmax(scores, dim=-1) @ v)
-    return y @ w_o if project_out else y
+        allowed = torch.ones(T, T, dtype=torch.bool).tril(0 if diagonal else -1)
+        scores = scores.masked_fill(~allowed, fill)
+    y = torch.softmax(scores, dim=dim) @ v
+    y = y.reshape(B, T, C) if merge == "reshape" else _ref_merge(y)
+    return y @ ws[3] if project_out else y
+
+
+# (message, keywords of _variant), most specific first.
+_MISTAKES = [
+    (
+        "the heads are cut with reshape(B, n_heads, T, head_dim) and glued back with reshape(B, "
+        "T, C); that mixes tokens: view as (B, T, n_heads, head_dim) and transpose(1, 2) to split, "
+        "transpose(1, 2) back before reshaping to merge",
+        dict(split="reshape", merge="reshape"),
+    ),
+    (
+        "the heads are cut with reshape(B, n_heads, T, head_dim), which mixes tokens: view as "
+        "(B, T, n_heads, head_dim), then transpose(1, 2)",
+        dict(split="reshape"),
+    ),
+    (
+        "the heads are merged with a reshape of (B, n_heads, T, head_dim) to (B, T, C), which "
+        "mixes tokens: transpose(1, 2) to (B, T, n_heads, head_dim) first",
+        dict(merge="reshape"),
+    ),
+    (
+        "each head takes every n_heads-th feature instead of a run of head_dim consecutive ones: "
+        "view as (B, T, n_heads, head_dim), not (B, T, head_dim, n_heads)",
+        dict(split="strided"),
+    ),
+    (
+        "the weights are used transposed (x @ w.T, or F.linear(x, w)); they are stored (in, out), "
+        "so the queries are x @ w_q and the output is merged @ w_o",
+        dict(transpose_weights=True),
+    ),
+    (
+        "it matches attention without the causal mask: mask out later positions",
+        dict(causal=False),
+    ),
+    (
+        "the masked scores are set to 0, but exp(0) = 1 still gives later positions weight: "
+        "fill them with -inf",
+        dict(fill=0.0),
+    ),
+    (
+        "the mask hides the diagonal too, so the first token sees nothing (NaN): a token may "
+        "attend to itself, mask only the positions after it, triu(diagonal=1)",
+        dict(diagonal=False),
+    ),
+    (
+        "softmax is taken over the queries; take it over the keys, softmax(..., dim=-1)",
+        dict(dim=-2),
+    ),
+    (
+        "the scores are divided by sqrt(C); divide by sqrt(head_dim) = sqrt(C / n_heads)",
+        dict(scale_width="C"),
+    ),
+    ("the scores are not scaled: divide them by sqrt(head_dim)", dict(scale_width=1)),
+    (
+        "the output projection is missing: multiply the merged heads by w_o",
+        dict(project_out=False),
+    ),
+]
 
 
 def _diagnose(out, x, weights, H):
+    """One sentence naming the classic mistake `out` matches, else where it is off."""
     C = x.size(-1)
-    guesses = [
+    mistakes = [(m, lambda kw=kw: _variant(x, *weights, H, **kw)) for m, kw in _MISTAKES]
+    mistakes += [
         (
-            dict(causal=False),
-            "it matches attention without the causal mask: mask out later positions",
-        ),
-        (
-            dict(scale_width=C),
-            "the scores are divided by sqrt(C); divide by sqrt(head_dim) = sqrt(C / n_heads)",
-        ),
-        (
-            dict(project_out=False),
-            "the output projection is missing: multiply the merged heads by w_o",
-        ),
+            f"it computes {other} heads although n_heads is {H}: split into n_heads heads, the "
+            "argument, not a fixed number",
+            lambda other=other: _variant(x, *weights, other),
+        )
+        for other in range(2, C + 1)
+        if C % other == 0 and other != H
     ]
-    for options, message in guesses:
-        if torch.allclose(out, _variant(x, *weights, H, **options), atol=1e-5):
-            return message
-    if H > 1 and torch.allclose(out, _variant(x, *weights, 1), atol=1e-5):
-        return "it matches one head of full width: split q, k and v into n_heads heads before the softmax"
-    expected = _variant(x, *weights, H)
-    return f"output differs from the engine's CausalSelfAttention by up to {(out - expected).abs().max().item():.3g}"
+    if H > 1:
+        mistakes.append(
+            (
+                "it matches one head of full width: split q, k and v into n_heads heads before "
+                "the softmax",
+                lambda: _variant(x, *weights, 1),
+            )
+        )
+    B, T, _ = x.shape
+    if tuple(out.shape) == (B, H, T, C // H) and H not in (1, T):
+        return (
+            f"the output has shape {tuple(out.shape)}, (batch, n_heads, seq, head_dim): merge the "
+            "heads back to (batch, seq, C) and apply w_o"
+        )
+    named = diagnose(out, mistakes)
+    return named or describe_difference(out, _variant(x, *weights, H))
 
 
 def _mha(fn, x, weights, H):
@@ -264,6 +369,11 @@ def _mha(fn, x, weights, H):
 def check_mha_shape(multi_head_attention):
     _, weights = _engine_layer(16, 4, seed=0)
     out = _mha(multi_head_attention, _randn(2, 6, 16), weights, 4)
+    if tuple(out.shape) == (2, 4, 6, 4):
+        raise CheckFailed(
+            "output has shape (2, 4, 6, 4), (batch, n_heads, seq, head_dim): merge the heads "
+            "back to (2, 6, 16) and apply w_o"
+        )
     if tuple(out.shape) != (2, 6, 16):
         raise CheckFailed(
             f"output has shape {tuple(out.shape)}, expected (2, 6, 16): the same shape as x"
@@ -281,10 +391,20 @@ def check_mha_causal(multi_head_attention):
         _mha(multi_head_attention, changed, weights, 4),
     )
     moved = (before[:, :-1] - after[:, :-1]).abs().amax(dim=(0, 2))
-    if moved.max() > 1e-6:
+    if not torch.isfinite(before).all() or moved.max() > 1e-6:
+        # Tokens can leak through a missing mask or through a split that mixes tokens, so
+        # name the mistake the output matches before blaming the mask.
+        named = diagnose(
+            before, [(m, lambda kw=kw: _variant(x, *weights, 4, **kw)) for m, kw in _MISTAKES]
+        )
+        if named:
+            raise CheckFailed(named)
+        if not torch.isfinite(before).all():
+            raise CheckFailed(describe_difference(before, _variant(x, *weights, 4)))
         raise CheckFailed(
             f"changing only the last token moved the output at position {int(moved.argmax())} by "
-            f"{moved.max().item():.3g}: apply the causal mask so no position sees later ones"
+            f"{moved.max().item():.3g}: either the causal mask is missing or the heads mix tokens "
+            "(a reshape without transpose)"
         )
     return "earlier positions do not move when a later token changes"
 
