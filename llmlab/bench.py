@@ -3,6 +3,7 @@
     python -m llmlab.bench                     # GPT-2-small shape, contexts 128 and 512
     python -m llmlab.bench --contexts 64 256 1024 --repeat 11
     python -m llmlab.bench --small             # a tiny model: a smoke run in seconds
+    python -m llmlab.bench serve [--small]     # the serving engine: see llmlab/serve/benchmark.py
 
 A decode step at batch 1 does about 2 FLOPs per weight it reads, far below what the processor
 could compute per byte, so its speed is set by how fast memory delivers the weights. The floor
@@ -12,6 +13,7 @@ step runs. Random weights: speed does not depend on what the weights are.
 
 import argparse
 import os
+import sys
 
 import torch
 import torch.nn.functional as F
@@ -86,6 +88,9 @@ def cpu_cores() -> int:
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["serve"]:
+        return serve(argv[1:])
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -153,6 +158,21 @@ def main(argv=None):
     if spread > 2:
         print(f"warning: repeats of one figure differed {spread:.1f}x; something else is using the")
         print("machine, so these numbers are unreliable: rerun when it is idle")
+
+
+def serve(argv):
+    """The serving benchmark (llmlab.serve.benchmark), on the same model and thread settings."""
+    from llmlab.serve import benchmark
+
+    config = SMALL if "--small" in argv else GPT2_SMALL
+    device = default_device()
+    if device.type == "cpu":
+        torch.set_num_threads(min(cpu_cores(), torch.get_num_threads()))
+    seed_everything(0)
+    model = TinyGPT(config).to(device).eval()
+    threads = f", {torch.get_num_threads()} threads" if device.type == "cpu" else ""
+    print(f"model: {model.num_params() / 1e6:.1f}M parameters, fp32, on {device}{threads}")
+    benchmark.main(argv, model, config, device, repeat=7)
 
 
 if __name__ == "__main__":

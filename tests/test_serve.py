@@ -106,12 +106,18 @@ def assert_timelines(results):
 
 
 @st.composite
-def workloads(draw, model):
+def workloads(draw, model, crowded=False):
     """Requests that fit the model: some share a prefix (for the prefix cache), arrivals spread."""
     c = model.config
-    shared = draw(st.lists(st.integers(0, c.vocab_size - 1), max_size=c.block_size - 1))
+    shared = draw(
+        st.lists(
+            st.integers(0, c.vocab_size - 1),
+            min_size=c.block_size // 2,
+            max_size=c.block_size,
+        )
+    )
     requests = []
-    for _ in range(draw(st.integers(1, 6), label="n_requests")):
+    for _ in range(draw(st.integers(1, 8), label="n_requests")):
         length = draw(st.integers(1, c.block_size))
         own = draw(st.lists(st.integers(0, c.vocab_size - 1), min_size=length, max_size=length))
         prompt = (shared + own)[:length] if draw(st.booleans()) else own
@@ -119,8 +125,10 @@ def workloads(draw, model):
         requests.append(
             Request(
                 prompt=prompt,
-                max_new_tokens=draw(st.integers(0, c.block_size - length)),
-                arrival=draw(st.sampled_from([0.0, 0.5, 1.0, 2.5, 7.0])),
+                max_new_tokens=c.block_size - length
+                if crowded
+                else draw(st.integers(0, c.block_size - length)),
+                arrival=0.0 if crowded else draw(st.sampled_from([0.0, 0.5, 1.0, 2.5, 7.0])),
                 stop_token=stop,
             )
         )
@@ -129,24 +137,40 @@ def workloads(draw, model):
 
 @st.composite
 def engine_settings(draw, model, requests):
-    block_size = draw(st.integers(1, 5))
+    block_size = draw(st.integers(1, 4))
     longest = max(len(r.prompt) + r.max_new_tokens - 1 for r in requests)
     fewest = max(1, -(-longest // block_size))  # the pool must hold the longest request alone
     return dict(
         policy=draw(st.sampled_from(["continuous", "static"])),
         max_batch_size=draw(st.integers(1, 4)),
         block_size=block_size,
-        num_blocks=draw(st.integers(fewest, fewest * 4)),  # small pools force preemption
+        num_blocks=draw(st.integers(fewest, fewest * 3)),  # small pools force preemption
         chunk_size=draw(st.one_of(st.none(), st.integers(1, 6))),
         prefix_caching=draw(st.booleans()),
     )
 
 
+@st.composite
+def serving_models(draw):
+    """Like conftest's small_models (MHA, GQA, MQA), with contexts of 8-20 positions: room for
+    several blocks per sequence, so pools run out and prefixes get shared."""
+    from conftest import DrawnGPT
+
+    n_head = draw(st.sampled_from([1, 2, 4]))
+    config = GPTConfig(
+        vocab_size=draw(st.integers(2, 40)),
+        block_size=draw(st.integers(8, 20)),
+        n_layer=draw(st.integers(1, 2)),
+        n_head=n_head,
+        n_embd=n_head * draw(st.integers(1, 8)),
+        n_kv_head=draw(st.sampled_from([d for d in (1, 2, 4) if n_head % d == 0])),
+    )
+    return DrawnGPT(config, seed=draw(st.integers(0, 2**16)))
+
+
 @given(data=st.data())
 def test_batching_changes_nothing_but_time(data):
-    from conftest import small_models
-
-    model = data.draw(small_models(max_block_size=16), label="model")
+    model = data.draw(serving_models(), label="model")
     requests = data.draw(workloads(model), label="requests")
     settings = data.draw(engine_settings(model, requests), label="engine")
     engine = Engine(model, step_clock=unit_clock, **settings)
@@ -160,6 +184,31 @@ def test_batching_changes_nothing_but_time(data):
         event("preempted")
     if any(r.cached_prompt_tokens for r in results):
         event("prefix cache hit")
+
+
+@given(data=st.data())
+def test_preemption_changes_nothing_but_time(data):
+    """Everyone at once, every request filling the context, a pool that holds just the longest:
+    the continuous scheduler must preempt, and recomputing must give the same tokens."""
+    model = data.draw(serving_models(), label="model")
+    requests = data.draw(workloads(model, crowded=True), label="requests")
+    block_size = data.draw(st.integers(1, 4), label="block_size")
+    longest = max(len(r.prompt) + r.max_new_tokens - 1 for r in requests)
+    engine = Engine(
+        model,
+        max_batch_size=4,
+        block_size=block_size,
+        num_blocks=-(-longest // block_size),
+        chunk_size=data.draw(st.one_of(st.none(), st.integers(1, 6)), label="chunk_size"),
+        prefix_caching=data.draw(st.booleans(), label="prefix_caching"),
+        step_clock=unit_clock,
+    )
+    results = engine.run(requests)
+    assert_matches_generate(model, requests, results, ties_allowed=True)
+    assert_idle_pool_is_free(engine)
+    assert_accounting(engine, results)
+    if any(r.preemptions for r in results):
+        event("preempted")
 
 
 @pytest.fixture(scope="module")
