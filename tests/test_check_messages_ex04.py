@@ -4,6 +4,9 @@ Each broken block_forward below makes one classic mistake; the matching check mu
 message that names it, while the reference solution passes every check.
 """
 
+import copy
+import functools
+
 import pytest
 import torch
 from notebook_tools import assert_fails_with, load_solution
@@ -19,6 +22,7 @@ def solution_block_forward():
     return load_solution("04_residual_block").block_forward
 
 
+@functools.cache  # each gallery entry is checked by several tests; the checks are pure
 def statuses(fn):
     return {r.name: (r.status, r.message) for r in run_checks(CHECKS, fn, "block_forward").results}
 
@@ -78,9 +82,123 @@ def returns_pair(block, x):
     return block(x)
 
 
-def test_reference_solution_passes_all():
-    report = check_residual_block(solution_block_forward())
-    assert report.solved and len(report.results) == len(CHECKS)
+def pre_and_post(block, x):  # the norm applied twice: before the sublayer and after
+    x = block.ln_1(x + block.attn(block.ln_1(x))[0])
+    return block.ln_2(x + block.mlp(block.ln_2(x)))
+
+
+def normalises_input_twice(block, x):
+    h = block.ln_1(block.ln_1(x))
+    x = x + block.attn(h)[0]
+    return x + block.mlp(block.ln_2(x))
+
+
+def final_norm(block, x):  # normalises the block's output, as if it were the model's last norm
+    x = x + block.attn(block.ln_1(x))[0]
+    x = x + block.mlp(block.ln_2(x))
+    return block.ln_2(x)
+
+
+def one_norm_for_both(block, x):
+    x = x + block.attn(block.ln_1(x))[0]
+    return x + block.mlp(block.ln_1(x))
+
+
+def mlp_reads_attention_output(block, x):
+    a = block.attn(block.ln_1(x))[0]
+    return x + a + block.mlp(block.ln_2(a))
+
+
+def attention_weights_added(block, x):
+    x = x + block.attn(block.ln_1(x))[1]  # the weights, not the output
+    return x + block.mlp(block.ln_2(x))
+
+
+def mlp_first(block, x):
+    x = x + block.mlp(block.ln_2(x))
+    return x + block.attn(block.ln_1(x))[0]
+
+
+def returns_input(block, x):
+    return x
+
+
+WRONG = [  # (learner's block_forward, check that must FAIL, words its message must contain)
+    (post_ln, "identity", "a norm sits on the residual path"),
+    (post_ln, "matches Block", "norm sits after the residual (post-LN"),
+    (no_residual, "identity", "the residual is missing"),
+    (no_residual, "matches Block", "there is no residual"),
+    (residual_from_normalised, "identity", "a norm sits on the residual path"),
+    (residual_from_normalised, "matches Block", "adds the normalised input"),
+    (pre_and_post, "matches Block", "normalises twice"),
+    (normalises_input_twice, "matches Block", "normalises its input twice"),
+    (final_norm, "identity", "a norm sits on the residual path"),
+    (final_norm, "matches Block", "the MLP sublayer normalises twice"),
+    (one_norm_for_both, "matches Block", "ln_1 is used before the MLP too"),
+    (attention_only, "matches Block", "the MLP sublayer is missing"),
+    (mlp_only, "matches Block", "the attention sublayer is missing"),
+    (mlp_without_residual, "matches Block", "the MLP sublayer has no residual"),
+    (mlp_reads_input, "matches Block", "the MLP reads the block's input x"),
+    (mlp_reads_attention_output, "matches Block", "the MLP reads the attention output alone"),
+    (mlp_first, "matches Block", "the MLP runs before attention"),
+    (norms_swapped, "matches Block", "ln_1 and ln_2 are swapped"),
+    (returns_input, "matches Block", "returns x unchanged"),
+    (in_place, "input unchanged", "in place"),
+    (forgot_the_pair, "matches Block", "returns a pair (output, weights)"),
+    (attention_weights_added, "matches Block", "the weights, (B, n_heads, T, T)"),
+    (returns_pair, "returns a tensor", "returned a tuple of 2"),
+]
+
+
+def test_the_gallery_is_large_enough():
+    assert len({fn for fn, _, _ in WRONG}) >= 8
+
+
+@pytest.mark.parametrize("broken, check, words", WRONG, ids=[w for _, _, w in WRONG])
+def test_each_mistake_fails_its_check_with_a_reason(broken, check, words):
+    assert_fails_with(statuses(broken), check, words)
+
+
+@pytest.mark.parametrize("broken, check, words", WRONG, ids=[w for _, _, w in WRONG])
+def test_no_named_mistake_gets_the_generic_message(broken, check, words):
+    message = statuses(broken)[check][1]
+    assert "differs from" not in message and not message.startswith("block_forward() raised")
+
+
+# ---- correct answers written differently: every check must PASS -----------------------------
+
+
+def on_a_clone(block, x):  # updates in place, but on its own copy
+    h = x.clone()
+    h += block.attn(block.ln_1(h))[0]
+    h += block.mlp(block.ln_2(h))
+    return h
+
+
+def with_torch_add(block, x):
+    attn_out, _weights = block.attn(block.ln_1(x))
+    after_attention = torch.add(x, attn_out)
+    return torch.add(after_attention, block.mlp(block.ln_2(after_attention)))
+
+
+def in_float64(block, x):  # a float64 copy of the block, the result back in x's dtype
+    wide = copy.deepcopy(block).double()
+    h = x.double()
+    h = h + wide.attn(wide.ln_1(h))[0]
+    return (h + wide.mlp(wide.ln_2(h))).to(x.dtype)
+
+
+def with_the_library(block, x):
+    return residual.block_forward(block, x, "pre")
+
+
+RIGHT = [solution_block_forward(), on_a_clone, with_torch_add, in_float64, with_the_library]
+
+
+@pytest.mark.parametrize("right", RIGHT, ids=lambda f: f.__name__)
+def test_each_correct_variant_passes_every_check(right):
+    report = check_residual_block(right)
+    assert report.solved and len(report.results) == len(CHECKS), str(report)
 
 
 def test_stub_reports_todo_everywhere():
@@ -89,29 +207,6 @@ def test_stub_reports_todo_everywhere():
 
     report = check_residual_block(block_forward)
     assert {r.status for r in report.results} == {TODO}
-
-
-@pytest.mark.parametrize(
-    "broken, check, words",
-    [
-        (post_ln, "identity", "a norm sits on the residual path"),
-        (post_ln, "matches Block", "norm sits after the residual (post-LN"),
-        (no_residual, "identity", "the residual is missing"),
-        (no_residual, "matches Block", "there is no residual"),
-        (residual_from_normalised, "identity", "a norm sits on the residual path"),
-        (residual_from_normalised, "matches Block", "adds the normalised input"),
-        (attention_only, "matches Block", "the MLP sublayer is missing"),
-        (mlp_only, "matches Block", "the attention sublayer is missing"),
-        (mlp_without_residual, "matches Block", "the MLP sublayer has no residual"),
-        (mlp_reads_input, "matches Block", "the MLP reads the block's input x"),
-        (norms_swapped, "matches Block", "ln_1 and ln_2 are swapped"),
-        (in_place, "input unchanged", "in place"),
-        (forgot_the_pair, "matches Block", "returns a pair (output, weights)"),
-        (returns_pair, "returns a tensor", "returned a tuple of 2"),
-    ],
-)
-def test_each_mistake_fails_its_check_with_a_reason(broken, check, words):
-    assert_fails_with(statuses(broken), check, words)
 
 
 @pytest.mark.parametrize("broken", [post_ln, no_residual, residual_from_normalised, attention_only])

@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 
 from llmlab import agreement
-from llmlab.checks import CheckFailed, run_checks
+from llmlab.checks import CheckFailed, crashed, describe_difference, run_checks
 from llmlab.model import Block, GPTConfig
 
 ATOL = 1e-5
@@ -44,15 +44,26 @@ def _x(shape=(2, 7, 16), seed=1):
 
 
 def _run(block_forward, block, x):
-    """The learner's function, with a one-line hint for the commonest crash."""
+    """The learner's function; a crash becomes one sentence naming its likely cause."""
     try:
         return block_forward(block, x)
+    except (NotImplementedError, CheckFailed):
+        raise
     except TypeError as error:
         if "tuple" in str(error):
             raise CheckFailed(
-                "block.attn returns a pair (output, weights): take its first element before adding it to x"
-            ) from error
-        raise
+                "block.attn returns a pair (output, weights): take its first element before "
+                "adding it to x"
+            ) from None
+        raise crashed("block_forward", error) from None
+    except RuntimeError as error:
+        hint = None
+        if "must match the size" in str(error):
+            hint = (
+                "a sum of tensors of different shapes: block.attn returns (output, weights), and "
+                "the weights, (B, n_heads, T, T), cannot be added to x; add the output, element 0"
+            )
+        raise crashed("block_forward", error, hint) from None
 
 
 def _call(block_forward, block, x):
@@ -79,14 +90,21 @@ def _wire(mode, norm, f, x):
     if mode == "normed":
         h = norm(x)
         return h + f(h)  # residual taken from the normalised input
+    if mode == "twice":
+        return norm(x + f(norm(x)))  # pre-LN and post-LN at once
+    if mode == "double_norm":
+        return x + f(norm(norm(x)))  # the input normalised twice
     return x  # "skip": the sublayer is left out
 
 
-_MODES = ("pre", "post", "none", "normed", "skip")
+_MODES = ("pre", "post", "none", "normed", "twice", "double_norm", "skip")
 _ONE_WRONG = {  # one sublayer wired wrongly
     "post": "{name} normalises after its residual (post-LN); the norm belongs inside: x + {f}({ln}(x))",
     "none": "{name} has no residual: add its output to x, x + {f}({ln}(x))",
     "normed": "{name} adds its output to {ln}(x) instead of to x itself",
+    "twice": "{name} normalises twice, before the sublayer and again after its residual; keep "
+    "only the first: x + {f}({ln}(x))",
+    "double_norm": "{name} normalises its input twice, {f}({ln}({ln}(x))); once is enough",
     "skip": "{name} is missing: the block runs attention, then the MLP",
 }
 _BOTH_WRONG = {  # both wired the same wrong way
@@ -94,6 +112,9 @@ _BOTH_WRONG = {  # both wired the same wrong way
     "instead, x + attn(ln_1(x)), then x + mlp(ln_2(x))",
     "none": "there is no residual: add each sublayer's output to its input, x + attn(ln_1(x)), then x + mlp(ln_2(x))",
     "normed": "the residual adds the normalised input (ln_1(x) + attn(ln_1(x))); add each sublayer's output to x",
+    "twice": "each sublayer normalises twice, before it and again after the residual; keep only "
+    "the first: x + attn(ln_1(x)), then x + mlp(ln_2(x))",
+    "double_norm": "each sublayer's input is normalised twice (ln(ln(x))); once is enough",
     "skip": "the block returns x unchanged: apply attention, then the MLP",
 }
 
@@ -138,7 +159,25 @@ def _candidates(block):
         x = x + block.mlp(block.ln_2(x))
         return x + attn(block.ln_1(x))
 
+    def same_norm(x):
+        x = x + attn(block.ln_1(x))
+        return x + block.mlp(block.ln_1(x))
+
+    def mlp_reads_attention(x):
+        a = attn(block.ln_1(x))
+        return x + a + block.mlp(block.ln_2(a))
+
     out += [
+        (
+            "ln_1 is used before the MLP too: each sublayer has its own norm, the MLP reads "
+            "ln_2(x)",
+            same_norm,
+        ),
+        (
+            "the MLP reads the attention output alone; it must read x after the attention output "
+            "has been added, mlp(ln_2(x))",
+            mlp_reads_attention,
+        ),
         (
             "the MLP reads the block's input x; it must read x after the attention output has been added",
             parallel,
@@ -159,7 +198,7 @@ def _diagnose(out, block, x):
             if torch.allclose(out, wrong(x), atol=ATOL):
                 return description
         expected, _ = block(x)
-    return f"output differs from Block's by up to {(out - expected).abs().max().item():.3g}"
+    return describe_difference(out, expected)
 
 
 def check_returns_tensor(block_forward):
