@@ -64,22 +64,45 @@ def matvec_bandwidth(
     """Bytes/s of weights streamed by one-token products x (1, n_in) -> (1, n_out).
 
     layout "x @ W": W stored (in, out), as llmlab's Linear does; "F.linear": W stored (out, in),
-    as torch.nn.Linear does. Several copies of W, about nbytes in all, are used in turn so the
-    weights come from memory, as in a real model, and not from the cache of the last call.
+    as torch.nn.Linear does; "numpy x @ W": the same product by numpy's own BLAS (CPU only), a
+    second opinion on what this memory can deliver to a matrix-vector product. Several copies
+    of W, about nbytes in all, are used in turn so the weights come from memory, as in a real
+    model, and not from the cache of the last call.
     """
-    if layout not in ("x @ W", "F.linear"):
-        raise ValueError(f'layout must be "x @ W" or "F.linear", got {layout!r}')
-    shape = (n_in, n_out) if layout == "x @ W" else (n_out, n_in)
+    if layout not in MATVEC_LAYOUTS:
+        raise ValueError(f"layout must be one of {MATVEC_LAYOUTS}, got {layout!r}")
+    shape = (n_out, n_in) if layout == "F.linear" else (n_in, n_out)
     copies = max(1, nbytes // (4 * n_in * n_out))
     weights = [torch.randn(shape, device=device) for _ in range(copies)]
     x = torch.randn(1, n_in, device=device)
-    product = (lambda w: x @ w) if layout == "x @ W" else (lambda w: F.linear(x, w))
+    if layout == "x @ W":
+        product = lambda w: x @ w  # noqa: E731
+    elif layout == "F.linear":
+        product = lambda w: F.linear(x, w)  # noqa: E731
+    else:
+        weights, x = [w.cpu().numpy() for w in weights], x.cpu().numpy()
+        product = lambda w: x @ w  # noqa: E731
 
     def run():
         for w in weights:
             product(w)
 
     return copies * 4 * n_in * n_out / time_it(run, repeat=repeat, device=device).median_s
+
+
+MATVEC_LAYOUTS = ("x @ W", "F.linear", "numpy x @ W")
+
+
+def compute_path(device) -> str:
+    """What runs the model's products here: the bench's figures belong to this path."""
+    if device.type != "cpu":
+        return f"eager PyTorch {torch.__version__} on {device}"
+    blas = "MKL" if torch.backends.mkl.is_available() else "torch's BLAS"
+    return (
+        f"eager PyTorch {torch.__version__}, {blas}, CPU kernels "
+        f"{torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads; "
+        "Linear computes x @ W"
+    )
 
 
 def cpu_cores() -> int:
@@ -128,11 +151,12 @@ def main(argv=None):
     print(
         f"read bandwidth: {bandwidth / 1e9:.1f} GB/s (x.sum() over {buffer // 2**20} MiB of fp32)"
     )
+    print(f"path: {compute_path(device)}")
     C, V = config.n_embd, config.vocab_size
+    candidates = MATVEC_LAYOUTS if device.type == "cpu" else MATVEC_LAYOUTS[:2]
     with torch.inference_mode():
         layouts = [
-            (lay, matvec_bandwidth(C, V, lay, buffer, device, args.repeat))
-            for lay in ("x @ W", "F.linear")
+            (lay, matvec_bandwidth(C, V, lay, buffer, device, args.repeat)) for lay in candidates
         ]
     rates = ", ".join(f"{lay} {rate / 1e9:.1f} GB/s" for lay, rate in layouts)
     print(f"one-token product with the lm_head's shape ({C}x{V}), weights from memory: {rates}")
