@@ -36,6 +36,7 @@ n_layer, n_embd, n_head, n_kv_head, head_dim, vocab_size, block_size. The MLP is
 another width, so for them the MLP figures are the GPT-2-style estimate, not the real count.
 """
 
+import numbers
 from dataclasses import dataclass
 
 FLOP_PARTS = ("qkv_proj", "out_proj", "attn_scores", "attn_values", "mlp", "lm_head")
@@ -82,11 +83,12 @@ class StepCost:
 
 
 def _int_arg(name, value, lowest):
-    if isinstance(value, bool) or not isinstance(value, int):
+    # numbers.Integral also admits numpy integers, as from np.arange.
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     if value < lowest:
         raise ValueError(f"{name} must be >= {lowest}, got {value}")
-    return value
+    return int(value)
 
 
 def _shape(config):

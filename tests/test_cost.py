@@ -8,6 +8,7 @@ the mask, bias and residual adds are not counted by it, and the cost model leave
 
 import dataclasses
 
+import numpy as np
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -137,6 +138,10 @@ def test_uncached_generation_grows_a_power_faster():
     assert ratio["mlp", False] == pytest.approx(64, rel=0.05)
     assert ratio["attn_scores", True] == pytest.approx(64, rel=0.05)
     assert ratio["attn_scores", False] == pytest.approx(512, rel=0.05)
+
+
+def test_numpy_integers_count_as_ints():
+    assert step_cost(CONFIGS[0], cached=np.int64(9)) == step_cost(CONFIGS[0], cached=9)
 
 
 def test_predict_seconds_is_the_roofline():
