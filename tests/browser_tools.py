@@ -211,3 +211,58 @@ def npm_package_file(package: str, version: str, member: str) -> Path:
         tar.extractall(folder, filter="data")
     assert target.exists(), f"{member} is not in npm package {package}@{version}"
     return target
+
+
+# --- Does a page fit its column? (the book's column at a 1280 px window) ---
+
+# A figure shown at less than 1/1.6 of its pixel width has its text shrunk by the same factor:
+# the course's 10 pt text (14 px at 100 dpi) would drop below about 8 px, heatmap tick labels
+# sooner. Fewer panels per row, or a narrower figsize, keeps it legible.
+MAX_IMAGE_SHRINK = 1.6
+
+# Folded cells (`hide-input`) are opened first: a reader who unfolds them must not scroll either.
+LAYOUT_JS = """(maxShrink) => {
+  document.querySelectorAll('details').forEach(d => { d.open = true; });
+  const article = document.querySelector('article.bd-article') || document.body;
+  const column = article.getBoundingClientRect();
+  const lines = el => (el.innerText || el.textContent || '').replace(/\\n+$/, '').split('\\n');
+  const overflowing = [];
+  const blocks = article.querySelectorAll(
+    'div.highlight pre, div.cell_input pre, div.cell_output pre, div.cell_output .output, ' +
+    'table, .pst-scrollable-table-container');
+  for (const el of blocks) {
+    if (!el.getClientRects().length) continue;  // not displayed
+    const scrolls = el.scrollWidth > el.clientWidth + 1;
+    const spills = el.getBoundingClientRect().right > column.right + 1;
+    if (!scrolls && !spills) continue;
+    const text = lines(el);
+    overflowing.push({
+      kind: el.closest('div.cell_output') ? 'output' : (el.closest('table') ? 'table' : 'code'),
+      first_line: text[0].slice(0, 90),
+      longest: Math.max(...text.map(l => l.length)),
+      scroll_width: el.scrollWidth,
+      client_width: el.clientWidth,
+    });
+  }
+  const shrunk = [];
+  for (const img of article.querySelectorAll('img')) {
+    if (!img.getClientRects().length || !img.naturalWidth || !img.clientWidth) continue;
+    const shrink = img.naturalWidth / img.clientWidth;
+    if (shrink <= maxShrink) continue;
+    const caption = (img.closest('figure')?.querySelector('figcaption')?.innerText || '').trim();
+    shrunk.push({
+      src: img.getAttribute('src'),
+      caption: caption.slice(0, 70),
+      natural_width: img.naturalWidth,
+      shown_width: img.clientWidth,
+      shrink: Math.round(shrink * 100) / 100,
+    });
+  }
+  return {column_width: Math.round(column.width), overflowing, shrunk};
+}"""
+
+
+def layout_problems(page, max_shrink: float = MAX_IMAGE_SHRINK) -> dict:
+    """What does not fit the page's column: blocks that scroll sideways or spill out of it
+    (code, outputs, tables), and figures shown so small that their text is illegible."""
+    return page.evaluate(LAYOUT_JS, max_shrink)

@@ -3,7 +3,8 @@
 Every page in _toc.yml (and the search page) is served from _build/html on 127.0.0.1 and opened
 with the internet cut off, as a reader offline would see it: it loads, shows no console error
 beyond an explicit allow-list, every image loads and has alt text or a caption, glued numbers are
-numbers, the launch/repository/download buttons point at the right places, exercise solutions
+numbers, nothing scrolls sideways at a 1280 px window and no figure is shrunk past legibility,
+the launch/repository/download buttons point at the right places, exercise solutions
 are collapsed until clicked, next/previous links walk the table of contents, search finds pages.
 A full-page screenshot of each page goes to _build/screenshots/html_*.png.
 
@@ -17,9 +18,11 @@ import pytest
 import yaml
 from browser_tools import (
     CONSOLE_ALLOW_LIST,
+    MAX_IMAGE_SHRINK,
     WIDGET_CONSOLE_ALLOW_LIST,
     ConsoleLog,
     chromium,
+    layout_problems,
     npm_package_file,
     screenshot_path,
     static_server,
@@ -115,6 +118,33 @@ def test_page_loads_cleanly(open_page, name):
     assert not console.unexpected, (
         f"{name}: console errors not in the allow-list: {console.unexpected}"
     )
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_page_fits_its_column(open_page, name):
+    """At a 1280 px window nothing scrolls sideways (code, outputs, tables; folded cells opened)
+    and no figure is shrunk so far that its text drops below about 8 px."""
+    page, _, _ = open_page(name)
+    found = layout_problems(page)
+    overflowing, shrunk = found["overflowing"], found["shrunk"]
+    if overflowing:
+        first = overflowing[0]
+        pytest.fail(
+            f"{name}: {len(overflowing)} block(s) wider than the {found['column_width']} px column "
+            f"at a 1280 px window; the first, a {first['kind']} block starting "
+            f"{first['first_line']!r}, is {first['scroll_width']} px wide in "
+            f"{first['client_width']} px (longest line {first['longest']} characters, about "
+            f"{first['longest'] * first['client_width'] // first['scroll_width']} fit; "
+            "see CONTRIBUTING.md, A chapter)"
+        )
+    if shrunk:
+        first = shrunk[0]
+        pytest.fail(
+            f"{name}: {len(shrunk)} figure(s) shrunk more than {MAX_IMAGE_SHRINK}x, so their "
+            f"text is below about 8 px; the first, {first['src']} ({first['caption']!r}), is "
+            f"{first['natural_width']} px wide shown at {first['shown_width']} px "
+            f"({first['shrink']}x): fewer panels per row or a narrower figsize"
+        )
 
 
 @pytest.mark.parametrize("name", PAGES)
