@@ -29,14 +29,14 @@ from llmlab.serve.sequence import Sequence
 
 def mixed_workload(n, vocab_size, seed=0, prompt=(16, 256), output=(8, 256), rate=None):
     """n requests: prompt lengths uniform in `prompt`, output lengths long-tailed in `output`
-    (log-uniform squared: most short, a few long); Poisson arrivals at `rate` per second of
-    engine clock, or all at time 0 when rate is None."""
+    (log-uniform: as many between 8 and 16 as between 128 and 256); Poisson arrivals at `rate`
+    per second of engine clock, or all at time 0 when rate is None."""
     rng = random.Random(seed)
     low, high = output
     clock, requests = 0.0, []
     for _ in range(n):
         length = rng.randint(*prompt)
-        new = round(low * (high / low) ** (rng.random() ** 2))
+        new = round(low * (high / low) ** rng.random())
         requests.append(
             Request([rng.randrange(vocab_size) for _ in range(length)], new, arrival=clock)
         )

@@ -64,11 +64,13 @@ class PagedBatch:
         position order, padded to the longest row: (B, Hkv, S, D)."""
         B, H, T, D = k.shape
         for pool, new in ((self.pool.k[layer], k), (self.pool.v[layer], v)):
-            pool[:, self.write_slots] = new.transpose(0, 1).reshape(H, B * T, D)
+            pool.index_copy_(1, self.write_slots, new.transpose(0, 1).reshape(H, B * T, D))
         S = self.read_slots.size(1)
         slots = self.read_slots.flatten()
-        k_all = self.pool.k[layer][:, slots].view(H, B, S, D).transpose(0, 1)
-        v_all = self.pool.v[layer][:, slots].view(H, B, S, D).transpose(0, 1)
+        # index_select, not pool[:, slots]: on CPU the latter is a generic gather kernel ~10x
+        # slower (measured: 9 ms against 0.7 ms for 513 positions of GPT-2-small's layer).
+        k_all = self.pool.k[layer].index_select(1, slots).view(H, B, S, D).transpose(0, 1)
+        v_all = self.pool.v[layer].index_select(1, slots).view(H, B, S, D).transpose(0, 1)
         return k_all, v_all
 
     def positions(self, n_new: int, device=None) -> torch.Tensor:
