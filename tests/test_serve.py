@@ -410,3 +410,12 @@ def test_kv_memory_is_reported_every_step(trained):
 def test_report_float_ties():
     """Prints how many tokens float ties flipped in this session's random-model runs."""
     print(f"float ties that flipped a token (all within {TIE}): {len(TIES_SEEN)}")
+
+
+def test_a_stream_stopped_early_returns_its_blocks(trained):
+    engine = Engine(trained, max_batch_size=4, block_size=2, step_clock=unit_clock)
+    events = engine.stream(sentence_requests(8, seed=6, max_new=5))
+    next(events)
+    assert engine.blocks.num_free < engine.blocks.num_blocks  # requests are in flight
+    events.close()
+    assert_idle_pool_is_free(engine)

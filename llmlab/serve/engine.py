@@ -97,7 +97,10 @@ class Engine:
         return Results([s.result for s in seqs], self.steps)
 
     def stream(self, requests: list[Request]) -> Iterator[TokenEvent]:
-        """Yield (request, token, time) as tokens are produced; self.steps fills as it goes."""
+        """Yield (request, token, time) as tokens are produced; self.steps fills as it goes.
+
+        Stopping early (break, close()) abandons the unfinished requests and frees their blocks.
+        """
         yield from self._serve(self._sequences(requests))
 
     # ---- the loop -----------------------------------------------------------------------------
@@ -124,50 +127,54 @@ class Engine:
                 pending.append(seq)
         pending.sort(key=lambda s: (s.request.arrival, s.index), reverse=True)  # pop() = next
         clock = 0.0
-        while pending or scheduler.has_work():
-            while pending and pending[-1].request.arrival <= clock:
-                scheduler.add(pending.pop())
-            if not scheduler.has_work():
-                clock = pending[-1].request.arrival  # idle until the next request arrives
-                continue
-            work, preempted = scheduler.schedule()
-            assert work, "a request that fits the pool alone must always make progress"
-            for seq, _ in work:
-                if seq.result.prefill_start is None:  # its first step: note what the cache held
-                    seq.result.prefill_start = clock
-                    seq.result.cached_prompt_tokens = seq.num_computed
-            decode = sum(1 for seq, _ in work if seq.num_generated > 0 and seq.to_compute == 1)
-            prefill = sum(n for _, n in work) - decode
-            started = time.perf_counter()
-            picked = self.runner.step(work)
-            if self.model.device.type == "cuda":
-                torch.cuda.synchronize()
-            duration = time.perf_counter() - started
-            if self.step_clock is not None:
-                duration = float(self.step_clock(decode, prefill))
-            step_start, clock = clock, clock + duration
-            for seq, _ in work:
-                self.blocks.register_full_blocks(seq)
-            for seq, token in picked:
-                seq.tokens.append(token)
-                seq.result.tokens.append(token)
-                seq.result.token_times.append(clock)
-                if seq.is_done():
-                    seq.result.finish_time = clock
-                    scheduler.finish(seq)
-            self.steps.append(
-                self._stats(
-                    len(self.steps),
-                    step_start,
-                    duration,
-                    scheduler,
-                    decode,
-                    prefill,
-                    len(preempted),
+        try:
+            while pending or scheduler.has_work():
+                while pending and pending[-1].request.arrival <= clock:
+                    scheduler.add(pending.pop())
+                if not scheduler.has_work():
+                    clock = pending[-1].request.arrival  # idle until the next request arrives
+                    continue
+                work, preempted = scheduler.schedule()
+                assert work, "a request that fits the pool alone must always make progress"
+                for seq, _ in work:
+                    if seq.result.prefill_start is None:  # its first step: note what the cache held
+                        seq.result.prefill_start = clock
+                        seq.result.cached_prompt_tokens = seq.num_computed
+                decode = sum(1 for seq, _ in work if seq.num_generated > 0 and seq.to_compute == 1)
+                prefill = sum(n for _, n in work) - decode
+                started = time.perf_counter()
+                picked = self.runner.step(work)
+                if self.model.device.type == "cuda":
+                    torch.cuda.synchronize()
+                duration = time.perf_counter() - started
+                if self.step_clock is not None:
+                    duration = float(self.step_clock(decode, prefill))
+                step_start, clock = clock, clock + duration
+                for seq, _ in work:
+                    self.blocks.register_full_blocks(seq)
+                for seq, token in picked:
+                    seq.tokens.append(token)
+                    seq.result.tokens.append(token)
+                    seq.result.token_times.append(clock)
+                    if seq.is_done():
+                        seq.result.finish_time = clock
+                        scheduler.finish(seq)
+                self.steps.append(
+                    self._stats(
+                        len(self.steps),
+                        step_start,
+                        duration,
+                        scheduler,
+                        decode,
+                        prefill,
+                        len(preempted),
+                    )
                 )
-            )
-            for seq, token in picked:
-                yield TokenEvent(seq.request, token, clock)
+                for seq, token in picked:
+                    yield TokenEvent(seq.request, token, clock)
+        finally:  # a stream closed early must not leave blocks held
+            for seq in list(scheduler.running):
+                self.blocks.release(seq)
 
     def _check(self, r: Request) -> str | None:
         """Why this request cannot be served, in one sentence, or None."""
