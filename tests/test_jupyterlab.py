@@ -273,8 +273,14 @@ def test_notebook_runs_in_jupyterlab(browser, lab, notebook):
             assert all(line.startswith("TODO") for line in lines), (
                 f"{notebook}: the stub should give TODO: {lines}"
             )
-        else:
+        elif notebook.startswith("chapters/"):
             assert outputs["images"], f"{notebook}: a chapter with no figure"
+
+        raw = raw_myst(page.evaluate(MARKDOWN_TEXT_JS, ACTIVE))
+        assert not raw, (
+            f"{notebook}: MyST shown raw in JupyterLab's rendered markdown (is jupyterlab-myst "
+            f"installed and enabled?): {raw[:5]}"
+        )
 
         if notebook == WIDGET_NOTEBOOK:
             check_explorer_redraws(page, notebook)
@@ -284,6 +290,97 @@ def test_notebook_runs_in_jupyterlab(browser, lab, notebook):
     assert (ROOT / notebook).read_bytes() == before, (
         f"{notebook} was modified on disk by the JupyterLab session"
     )
+
+
+# Rendered markdown cells: what a reader sees. MyST roles ({cite}`key`, {glue:text}`name:.1f`)
+# must be rendered by jupyterlab-myst, never shown as typed. Code blocks are left out.
+MARKDOWN_TEXT_JS = """(panel) => Array.from(
+    document.querySelectorAll(`${panel} .jp-MarkdownCell .jp-InputArea > :not(.jp-InputPrompt)`))
+  .map(el => {
+    const copy = el.cloneNode(true);
+    copy.querySelectorAll('pre, .cm-editor, mjx-container, .MathJax, .katex, math')
+      .forEach(c => c.remove());
+    return copy.innerText;
+  }).join('\\n')"""
+# As typed ({cite}`key`) or as plain CommonMark shows it, the backticks turned into code ({cite}key).
+RAW_MYST = re.compile(r"(?<![\\\w])\{[a-z][\w:+-]*\}(?=[`\w])")
+
+
+def raw_myst(text: str) -> list[str]:
+    """MyST role or directive syntax left as text (with some context)."""
+    return [text[max(0, m.start() - 30) : m.end() + 10] for m in RAW_MYST.finditer(text)]
+
+
+def test_raw_myst_is_recognised():
+    assert raw_myst("within 3.2e-07, (Vaswani et al., 2017); {} or {a} b; \\sqrt{d_k}x") == []
+    for raw in ["{cite}`vaswani2017attention`", "{glue:text}`sdpa_diff:.1e`", "{glue}`x`",
+                "{cite:p}`a,b`", "{ref}`ex-attention`", "{cite}vaswani2017attention",
+                "{glue:text}std_1024:.0f"]:  # fmt: skip
+        assert raw_myst(f"text {raw} text"), raw
+
+
+# What jupyterlab-myst 2.7 shows for references it cannot resolve: a {cite} key it cannot find in
+# references.bib (flagged "Citation Not Found"), and a {glue:text} role as its key and format
+# ("sdpa_diff:.1e"), since glue values live in the kernel's outputs, not in the markdown.
+UNRESOLVED_JS = """(panel) => ({
+  citations: Array.from(document.querySelectorAll(`${panel} .jp-MarkdownCell [title="Citation Not Found"]`))
+    .map(e => e.innerText.trim()),
+})"""
+GLUE_SPEC = re.compile(r"\b[a-z_][a-z0-9_]*:\.?\d*[a-z%]\b")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="jupyterlab-myst 2.7 renders {cite} and {glue:text} without braces but cannot resolve "
+    "them: a reader sees the citation key (marked 'Citation Not Found') and the glue key with its "
+    "format (e.g. 'sdpa_diff:.1e'); chapters print each glued number in a cell output as well. "
+    "strict: when this passes, remove the mark",
+)
+def test_myst_references_resolve_in_jupyterlab(browser, lab):
+    context, page = run_all_cells(browser, lab, WIDGET_NOTEBOOK)
+    try:
+        unresolved = page.evaluate(UNRESOLVED_JS, ACTIVE)
+        glue_keys = GLUE_SPEC.findall(page.evaluate(MARKDOWN_TEXT_JS, ACTIVE))
+        assert not unresolved["citations"], f"citations shown as keys: {unresolved['citations']}"
+        assert not glue_keys, f"glued numbers shown as their keys: {glue_keys[:5]}"
+    finally:
+        context.close()
+        shut_down_kernels(lab)
+
+
+def test_quiz_page_in_jupyterlab(browser, lab):
+    """The quiz page in JupyterLab: twelve open questions marked to a verdict, and a checkable
+    question answered wrongly, then rightly, with its feedback."""
+    from llmlab import quiz
+
+    context, page = run_all_cells(browser, lab, "quiz.ipynb")
+    try:
+        root = page.locator(f"{ACTIVE} .llmlab-self-check")
+        root.wait_for(state="visible", timeout=30_000)
+        questions = root.locator("li.llmlab-open")
+        assert questions.count() == 12
+        for i in range(12):
+            mark = "right" if i < 5 else "wrong"
+            questions.nth(i).locator(f'input[data-mark="{mark}"]').check()
+        assert root.locator(".llmlab-total").inner_text().startswith("Your total: 5 of 12")
+        rubric = quiz.load_quiz("self_check")["rubric"]
+        expected = next(r for r in sorted(rubric, key=lambda r: -r["min"]) if 5 >= r["min"])
+        assert root.locator(".llmlab-verdict").inner_text() == expected["verdict"]
+
+        first = quiz.load_quiz("misconceptions")["questions"][0]
+        box = page.locator(f"{ACTIVE} .Quiz").first
+        box.scroll_into_view_if_needed()
+        feedback = box.locator(".Feedback")
+        for answer in sorted(first["answers"], key=lambda a: a["correct"]):  # wrong first
+            box.locator("label.MCButton").nth(first["answers"].index(answer)).click()
+            feedback.wait_for(state="visible", timeout=5000)
+            verdict = "correct" if answer["correct"] else "incorrect"
+            assert verdict in feedback.get_attribute("class").split()
+            assert answer["feedback"][:50] in feedback.inner_text()
+        page.screenshot(path=screenshot_path("lab", "quiz_marked"), full_page=False)
+    finally:
+        context.close()
+        shut_down_kernels(lab)
 
 
 def check_explorer_redraws(page, notebook):

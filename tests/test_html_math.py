@@ -1,0 +1,169 @@
+"""Maths renders in the built book: MathJax served locally, no raw TeX left, no MathJax error.
+
+The book loads MathJax 3 from a CDN, which the browser tests cut off. Here the CDN's files come
+from the npm package of the same version (`npm pack mathjax@3`, cached under
+_build/widget-assets), routed in place of the CDN as the widget test in test_html_site.py does.
+On every page of _toc.yml, once MathJax has typeset the page: no TeX error (`mjx-merror`), no TeX
+left as text outside code ($...$, \\(...\\), \\[...\\], or a TeX command such as \\frac), and no
+console error beyond the project's allow-list. Screenshots: _build/screenshots/math_*.png.
+"""
+
+import re
+from urllib.parse import urljoin
+
+import pytest
+from browser_tools import ConsoleLog, chromium, npm_package_file, screenshot_path, static_server
+from notebook_tools import toc_files
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("book")]
+
+PAGES = toc_files()
+MATHJAX_URL = re.compile(
+    r"^https://cdn\.jsdelivr\.net/npm/mathjax@(?P<version>[^/]+)/(?P<file>[^?#]+)"
+)
+
+# Text a reader should never see: TeX that MathJax did not typeset. Code blocks and outputs
+# (pre, code) may show TeX on purpose and are skipped.
+RAW_TEX = re.compile(
+    r"\$\$|\$[^$\s][^$\n]*?\$|\\\(|\\\)|\\\[|\\\]"
+    r"|\\(?:frac|sqrt|begin|end|mathrm|mathbf|text|cdot|times|left|right|sum|top|softmax|operatorname)\b"
+)
+
+TEXT_NODES_JS = """() => {
+  const root = document.querySelector('article.bd-article') || document.body;
+  const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT, {
+    acceptNode: node => node.parentElement.closest(
+      'pre, code, script, style, textarea, mjx-container, .MathJax, mjx-assistive-mml'
+    ) ? NodeFilter.FILTER_REJECT : NodeFilter.FILTER_ACCEPT,
+  });
+  const texts = [];
+  while (walker.nextNode()) texts.push(walker.currentNode.textContent);
+  return texts.join('\\n');
+}"""
+
+
+def raw_tex(text: str) -> list[str]:
+    """The pieces of `text` that are TeX a reader would see raw (with some context)."""
+    return [text[max(0, m.start() - 30) : m.end() + 30] for m in RAW_TEX.finditer(text)]
+
+
+def test_raw_tex_is_recognised():
+    """The detector itself: typeset-looking prose passes, raw TeX is found."""
+    assert raw_tex("costs O(N^2) and $5 per hour, 2 x 3") == []
+    for raw in [r"softmax $QK^\top$", r"\(d_k\)", r"$$x$$", r"\frac{1}{2}", r"\[ y \]"]:
+        assert raw_tex(f"before {raw} after"), raw
+
+
+@pytest.fixture(scope="module")
+def site(built_book):
+    html = built_book["html"]
+    if not (html / "index.html").exists():
+        pytest.fail("the book was not built (see test_book.py for the build log)")
+    with static_server(html) as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with chromium() as b:
+        yield b
+
+
+def mathjax_server(version: str):
+    package_file = npm_package_file("mathjax", version, "es5/tex-mml-chtml.js")
+    package = package_file.parent.parent  # .../package
+    served = []
+
+    def serve(route):
+        match = MATHJAX_URL.match(route.request.url)
+        if not match or match["version"] != version:
+            return False
+        local = package / match["file"]
+        if not local.is_file():
+            return False
+        served.append(match["file"])
+        content_type = {".js": "application/javascript", ".woff": "font/woff"}.get(
+            local.suffix, "application/octet-stream"
+        )
+        route.fulfill(
+            status=200,
+            body=local.read_bytes(),
+            headers={"Access-Control-Allow-Origin": "*"},
+            content_type=content_type,
+        )
+        return True
+
+    return serve, served
+
+
+def typeset_problems(browser, site, path, page_html):
+    """Open `path` on `site` with MathJax served locally; returns (problems, page screenshot fn).
+
+    A page without maths loads no MathJax (Sphinx adds it only where there is maths): it is
+    still searched for raw TeX.
+    """
+    urls = [m for m in re.findall(r'src="([^"]+)"', page_html) if MATHJAX_URL.match(m)]
+    serve, served = (
+        mathjax_server(MATHJAX_URL.match(urls[0])["version"]) if urls else (lambda r: False, [])
+    )
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        page = context.new_page()
+        console = ConsoleLog(page)
+
+        def route_request(route):
+            if route.request.url.startswith(site):
+                route.continue_()
+            elif not serve(route):
+                route.abort()
+
+        page.route("**/*", route_request)
+        page.goto(urljoin(site, path), wait_until="load")
+        problems = []
+        if urls:
+            page.wait_for_function(
+                "() => window.MathJax && MathJax.startup && MathJax.startup.promise",
+                timeout=30_000,
+            )
+            page.evaluate("() => MathJax.startup.promise")
+            if "es5/tex-mml-chtml.js" not in served:
+                problems.append("MathJax was not served locally")
+            errors = page.locator("mjx-merror").evaluate_all(
+                "els => els.map(e => e.getAttribute('data-mjx-error') || e.textContent)"
+            )
+            if errors:
+                problems.append(f"MathJax could not typeset: {errors}")
+        left = raw_tex(page.evaluate(TEXT_NODES_JS))
+        if left:
+            problems.append(f"TeX shown raw to the reader: {left[:5]}")
+        if console.unexpected:
+            problems.append(f"console errors: {console.unexpected}")
+        page.screenshot(path=screenshot_path("math", path.removesuffix(".html")), full_page=True)
+        return problems
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_maths_is_typeset_without_errors(browser, site, built_book, name):
+    page_html = (built_book["html"] / f"{name}.html").read_text()
+    problems = typeset_problems(browser, site, f"{name}.html", page_html)
+    assert not problems, f"{name}: " + "; ".join(problems)
+
+
+BROKEN_PAGE = """<!doctype html><html><head><meta charset="utf-8">
+<script defer src="https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-mml-chtml.js"></script>
+</head><body><article class="bd-article">
+<p>Fine: <span class="math">\\(q \\cdot k\\)</span>.</p>
+<p>Broken: <span class="math">\\(\\frac{1}\\)</span>.</p>
+<div class="output"><p>A glued role never rendered: $QK^\\top$ costs</p></div>
+</article></body></html>"""
+
+
+def test_a_page_with_a_tex_error_and_raw_tex_fails(browser, tmp_path):
+    """The check can fail: a TeX error MathJax reports, and TeX it was never given."""
+    (tmp_path / "broken.html").write_text(BROKEN_PAGE)
+    with static_server(tmp_path) as site:
+        problems = typeset_problems(browser, site, "broken.html", BROKEN_PAGE)
+    assert any("could not typeset" in p for p in problems), problems
+    assert any("raw" in p and "QK" in p for p in problems), problems
