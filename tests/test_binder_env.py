@@ -49,6 +49,13 @@ def test_binder_configuration_matches_the_course_environment():
     assert f"torch=={course_torch}+cpu" in lines, (
         f"pin the CPU build of the course's torch {course_torch}"
     )
+    # Binder installs requirements.txt, so these reach Binder's JupyterLab too: MyST roles render
+    # in markdown cells (jupyterlab-myst) and the quizzes run (jupyterquiz).
+    course = (ROOT / "requirements.txt").read_text()
+    for needed in ("jupyterlab-myst", "jupyterquiz"):
+        assert re.search(rf"^{needed}\b.*<", course, re.MULTILINE), (
+            f"requirements.txt must list {needed} with an upper bound (Binder installs it from there)"
+        )
     post_build = BINDER / "postBuild"
     assert os.access(post_build, os.X_OK), "binder/postBuild must be executable"
     assert "pip install --no-cache-dir --no-deps -e ." in post_build.read_text()
