@@ -155,3 +155,22 @@ def test_self_check_html_has_twelve_markable_questions_and_the_rubric():
     assert len(re.findall(r'type="radio"', page)) == 36
     rubric = json.loads(re.search(r"const rubric = (\[.*?\]);", page)[1])
     assert [band["min"] for band in rubric] == [10, 7, 4, 0], "bands are tried from the top"
+
+
+def test_quiz_page_is_committed_clean_and_runs(tmp_path):
+    """quiz.ipynb sits outside chapters/ and exercises/, which the repository tests cover."""
+    import subprocess
+    import sys
+
+    page = quiz.ROOT / "quiz.ipynb"
+    for tool in (["nbstripout", "--verify", "--keep-id"], ["ruff", "check"]):
+        result = subprocess.run(
+            [sys.executable, "-m", *tool, str(page)], capture_output=True, text=True
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+    from notebook_tools import execute
+
+    nb = execute(page)
+    kinds = [sorted(out.get("data", {})) for cell in nb.cells for out in cell.get("outputs", [])]
+    assert ["application/javascript", "text/plain"] in kinds, "no jupyterquiz output"
+    assert any("text/html" in k for k in kinds), "no self-check output"
