@@ -11,7 +11,7 @@ questions. jupyterquiz has no self-marked question type and no running total, so
 small piece of HTML and JavaScript written here.
 
 Links: a question names the chapter (by number) and the section that explains it. The chapter's
-file is found on disk, so a chapter that is not written yet gets no link. Links are written for the
+file is found through _toc.yml, so a chapter not yet in the book gets no link. Links are written for the
 HTML book (`.html`); in JupyterLab a click handler opens the notebook (`.ipynb`) instead, or
 scrolls to the section when it is on the same page.
 """
@@ -134,10 +134,13 @@ def computed_value(question: dict) -> float | None:
 
 
 def chapter_file(number: int) -> Path | None:
-    """chapters/NN_*.ipynb for chapter `number`, or None while it is not written."""
+    """chapters/NN_*.ipynb for chapter `number`, or None while it is not in the book yet (a
+    notebook on disk but not in _toc.yml has no page to link to)."""
     if isinstance(number, bool) or not isinstance(number, int) or not 1 <= number <= 12:
         raise ValueError(f"number must be a chapter number 1-12, got {number!r}")
-    found = sorted(CHAPTERS.glob(f"{number:02d}_*.ipynb"))
+    toc = (ROOT / "_toc.yml").read_text(encoding="utf-8")
+    listed = re.findall(rf"^\s*-?\s*file:\s*chapters/({number:02d}_\w+)\s*$", toc, re.MULTILINE)
+    found = [CHAPTERS / f"{stem}.ipynb" for stem in listed if (CHAPTERS / f"{stem}.ipynb").exists()]
     return found[0] if found else None
 
 
