@@ -158,10 +158,16 @@ def main(argv, model, config, device, repeat: int):
     print(f"\n1. continuous vs static batching, max_batch_size {args.batch}, block_size 16")
     print(f"{'policy':>10} {'tok/s':>7} {'p50 s':>7} {'p95 s':>7} {'ttft50 s':>8} {'steps':>6}")
     figures = {}
-    for policy in ("continuous", "static"):
+    # Each policy twice, alternating, keeping its faster run: a burst of load from other
+    # programs then hits both alike instead of whichever ran during it.
+    for policy in ("continuous", "static", "continuous", "static"):
         engine = Engine(model, max_batch_size=args.batch, policy=policy)
         engine.run(requests[:2])  # warm up allocator and kernels
-        f = figures[policy] = serve_figures(engine.run(requests))
+        f = serve_figures(engine.run(requests))
+        if policy in figures and figures[policy]["tokens_per_s"] >= f["tokens_per_s"]:
+            continue
+        figures[policy] = f
+    for policy, f in figures.items():
         print(
             f"{policy:>10} {f['tokens_per_s']:>7.1f} {f['p50_s']:>7.2f} {f['p95_s']:>7.2f} "
             f"{f['ttft_p50_s']:>8.2f} {f['steps']:>6}"
