@@ -218,7 +218,7 @@ class TinyGPT(nn.Module):
         if kv_cache is None:
             pos = torch.arange(T, device=idx.device)  # (T,)
         else:
-            pos = kv_cache.positions(T, idx.device)  # (T,), or (B, T) when each row has its own length
+            pos = kv_cache.positions(T, idx.device)  # (T,), or (B, T): each row its own start
         x = self.wte(idx) + self.wpe(pos)  # (B, T, C)
         attentions = []
         for layer, block in enumerate(self.blocks):

@@ -21,7 +21,9 @@ def test_serve_bench_smoke_run():
     out = result.stdout
     for policy in ("continuous", "static"):
         row = next(line.split() for line in out.splitlines() if line.split()[:1] == [policy])
-        assert all(float(x) > 0 for x in row[1:]), row
+        tokens_per_s, p50, p95, ttft50, steps = map(float, row[1:])
+        assert tokens_per_s > 0 and steps > 0, row
+        assert 0 <= ttft50 and 0 <= p50 <= p95, row  # a tiny model may print 0.00 s
     batch_rows = [line.split() for line in out.splitlines() if line.split()[:1] in (["1"], ["8"])]
     assert [row[0] for row in batch_rows] == ["1", "8"]
     assert all(row[-1].endswith("x") for row in batch_rows)
