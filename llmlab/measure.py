@@ -163,9 +163,11 @@ class MachineProbe:
         return self.flops / self.bandwidth
 
     def __str__(self):
+        # Two short lines, so the printout fits a book page's column.
         return (
-            f"{self.device}: read bandwidth {self.bandwidth / 1e9:.1f} GB/s, fp32 matmul "
-            f"{self.flops / 1e9:.0f} GFLOP/s, ridge point {self.ridge:.1f} FLOP/byte"
+            f"{self.device}: read bandwidth {self.bandwidth / 1e9:.1f} GB/s, "
+            f"fp32 matmul {self.flops / 1e9:.0f} GFLOP/s\n"
+            f"ridge point {self.ridge:.1f} FLOP/byte"
         )
 
 

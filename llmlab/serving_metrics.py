@@ -280,6 +280,22 @@ def make_requests(
     return requests
 
 
+def long_tail_workload(
+    vocab_size: int, n: int = 48, long_every: int = 6, long_tokens: int = 160, seed: int = 12
+) -> list[Request]:
+    """A burst of n short requests (prompts of 16-32 tokens, answers of 8-24) in which every
+    `long_every`-th asks for `long_tokens`: the mix where static batching idles slots while one
+    long answer finishes (chapter 12 and the "Your machine" page serve it)."""
+    if isinstance(long_every, bool) or not isinstance(long_every, int) or long_every < 1:
+        raise ValueError(f"long_every must be an int >= 1, got {long_every!r}")
+    if isinstance(long_tokens, bool) or not isinstance(long_tokens, int) or long_tokens < 1:
+        raise ValueError(f"long_tokens must be an int >= 1, got {long_tokens!r}")
+    requests = make_requests(n, vocab_size, (16, 32), (8, 24), seed=seed)
+    for request in requests[::long_every]:
+        request.max_new_tokens = long_tokens
+    return requests
+
+
 # ---- a step clock measured on this machine ---------------------------------------------------------
 @dataclass(frozen=True)
 class StepClock:

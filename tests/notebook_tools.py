@@ -30,8 +30,10 @@ def toc_files() -> list[str]:
 
 
 def notebooks_on_disk() -> list[Path]:
-    return sorted(p for folder in ("chapters", "exercises") for p in (ROOT / folder).rglob("*.ipynb")
-                  if ".ipynb_checkpoints" not in p.parts)  # fmt: skip
+    """The chapters, the exercises and the pages at the top (the quiz, "Your machine")."""
+    found = [p for folder in ("chapters", "exercises") for p in (ROOT / folder).rglob("*.ipynb")]
+    found += ROOT.glob("*.ipynb")
+    return sorted(p for p in found if ".ipynb_checkpoints" not in p.parts)
 
 
 def execute(

@@ -174,3 +174,24 @@ def test_quiz_page_is_committed_clean_and_runs(tmp_path):
     kinds = [sorted(out.get("data", {})) for cell in nb.cells for out in cell.get("outputs", [])]
     assert ["application/javascript", "text/plain"] in kinds, "no jupyterquiz output"
     assert any("text/html" in k for k in kinds), "no self-check output"
+
+
+@pytest.mark.parametrize("number", range(1, 13))
+def test_each_chapter_ends_with_its_quiz_before_the_references(number):
+    """The quiz closes the chapter: `show_quiz("chNN")` in a cell whose code the reader does not
+    see, under a "Check yourself" heading, with only the references after it."""
+    import nbformat
+
+    nb = nbformat.read(quiz.chapter_file(number), as_version=4)
+    calls = [i for i, c in enumerate(nb.cells) if "show_quiz(" in c.source]
+    assert len(calls) == 1, f"chapter {number}: {len(calls)} quiz cells, expected one"
+    cell = nb.cells[calls[0]]
+    assert f'show_quiz("ch{number:02d}")' in cell.source, f"chapter {number}: {cell.source!r}"
+    assert "remove-input" in cell.metadata.get("tags", []), (
+        f"chapter {number}: the quiz cell should carry the remove-input tag"
+    )
+    assert nb.cells[calls[0] - 1].source.startswith("## Check yourself"), (
+        f"chapter {number}: no 'Check yourself' heading above the quiz"
+    )
+    after = [c.source.split("\n")[0] for c in nb.cells[calls[0] + 1 :]]
+    assert after == ["## References"], f"chapter {number}: after the quiz come {after}"

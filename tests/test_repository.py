@@ -9,7 +9,7 @@ import pytest
 from notebook_tools import ROOT, notebooks_on_disk, toc_files
 
 RUFF = [sys.executable, "-m", "ruff"]
-LINTED = ["llmlab", "tests", "chapters", "exercises"]
+LINTED = ["llmlab", "tests", "chapters", "exercises", "quiz.ipynb", "your_machine.ipynb"]
 
 
 def tracked_notebooks():

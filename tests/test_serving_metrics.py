@@ -12,6 +12,7 @@ from llmlab.serving_metrics import (
     end_to_end,
     goodput,
     highest_passing,
+    long_tail_workload,
     make_requests,
     nearest_rank_percentile,
     percentile,
@@ -126,6 +127,20 @@ def test_make_requests_lengths_prefix_and_errors():
         make_requests(2, 50, (0, 3), (1, 2))
     with pytest.raises(ValueError, match="arrivals"):
         make_requests(2, 50, (1, 3), (1, 2), arrivals=[0.0])
+
+
+def test_long_tail_workload_puts_one_long_answer_in_every_few():
+    reqs = long_tail_workload(64, n=12, long_every=4, long_tokens=100, seed=3)
+    answers = [r.max_new_tokens for r in reqs]
+    assert answers[::4] == [100, 100, 100]
+    assert all(8 <= a <= 24 for i, a in enumerate(answers) if i % 4)
+    assert all(16 <= len(r.prompt) <= 32 and max(r.prompt) < 64 for r in reqs)
+    assert [r.prompt for r in reqs] == [r.prompt for r in long_tail_workload(64, 12, 4, 100, 3)]
+    for bad in (0, True, 2.0):
+        with pytest.raises(ValueError, match="long_every"):
+            long_tail_workload(64, long_every=bad)
+    with pytest.raises(ValueError, match="long_tokens"):
+        long_tail_workload(64, long_tokens=0)
 
 
 def test_metrics_on_a_real_engine_run_with_a_fake_clock():

@@ -7,7 +7,7 @@ check, starting with PASS, FAIL or TODO:
 
     PASS  output shape: (2, 5, 8) as expected
     FAIL  values: the scores are divided by sqrt(d_v) = sqrt(v.size(-1)); divide by sqrt(d_k)
-    TODO  not solved yet: attention() still raises NotImplementedError
+    TODO  not solved yet: attention() raises NotImplementedError
 
 TODO means the stub has not been replaced yet; CI runs every exercise as shipped and requires
 all TODO, and with its solution in place and requires all PASS (see tests/test_exercises.py).
@@ -74,7 +74,7 @@ def run_checks(checks, solution, function_name: str) -> Report:
                 Result(
                     TODO,
                     name,
-                    f"not solved yet: {function_name}() still raises NotImplementedError",
+                    f"not solved yet: {function_name}() raises NotImplementedError",
                 )
             )
         except CheckFailed as failure:
