@@ -230,9 +230,37 @@ def show_quiz(name: str, here: str | os.PathLike | None = None) -> None:
         if name == "self_check":
             display(HTML(self_check_html(data, here)))
         else:
-            display_quiz(_with_links(data["questions"], here), shuffle_answers=False)
+            _display_guarded(display_quiz, _with_links(data["questions"], here))
     finally:
         _showing["chapter"] = None
+
+
+# jupyterquiz typesets its questions whenever a global `MathJax` exists, and reads
+# `MathJax.version` to choose how. On a book page whose MathJax has not loaded (still loading, or
+# read offline) `MathJax` is only Sphinx's configuration object, without a version, and the quiz
+# script throws. Guarded, it skips typesetting then; MathJax typesets the whole page, quiz
+# included, once it loads.
+_MATHJAX_TEST = re.compile(r"typeof MathJax\s*!==?\s*'undefined'")
+_MATHJAX_GUARDED = "typeof MathJax !== 'undefined' && MathJax.version"
+
+
+def guard_mathjax(script: str) -> str:
+    """jupyterquiz's script with every MathJax test also requiring a loaded MathJax."""
+    return _MATHJAX_TEST.sub(_MATHJAX_GUARDED, script)
+
+
+def _display_guarded(display_quiz, questions):
+    """Run jupyterquiz's display_quiz, then show its outputs with guard_mathjax applied."""
+    from IPython.display import publish_display_data
+    from IPython.utils.capture import capture_output
+
+    with capture_output(stdout=False, stderr=False) as captured:
+        display_quiz(questions, shuffle_answers=False)
+    for output in captured.outputs:
+        data = dict(output.data)
+        if "application/javascript" in data:
+            data["application/javascript"] = guard_mathjax(data["application/javascript"])
+        publish_display_data(data, output.metadata)
 
 
 def self_check_html(data: dict, here: Path) -> str:

@@ -1,6 +1,8 @@
-"""The built book, shared by every test that reads the HTML (registered in conftest.py).
+"""The built book, shared by every test that reads the HTML (registered in conftest.py), and the
+two fixtures the browser tests share: `site`, the built HTML served on localhost, and `browser`,
+Debian's Chromium driven by Playwright.
 
-Tests that use it carry pytest.mark.xdist_group("book") so that, under pytest-xdist, one worker
+Tests that use them carry pytest.mark.xdist_group("book") so that, under pytest-xdist, one worker
 builds the book once and runs them all.
 """
 
@@ -35,3 +37,24 @@ def built_book():
         "log": result.stdout + result.stderr,
         "html": BUILD / "html",
     }
+
+
+@pytest.fixture(scope="module")
+def site(built_book):
+    """The built HTML on a local server: its base URL."""
+    from browser_tools import static_server
+
+    html = built_book["html"]
+    if not (html / "index.html").exists():
+        pytest.fail("the book was not built (see test_book.py for the build log)")
+    with static_server(html) as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium (never a downloaded browser), one per test module."""
+    from browser_tools import chromium
+
+    with chromium() as b:
+        yield b

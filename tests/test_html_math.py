@@ -12,7 +12,7 @@ import re
 from urllib.parse import urljoin
 
 import pytest
-from browser_tools import ConsoleLog, chromium, npm_package_file, screenshot_path, static_server
+from browser_tools import ConsoleLog, npm_package_file, screenshot_path, static_server
 from notebook_tools import toc_files
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("book")]
@@ -52,21 +52,6 @@ def test_raw_tex_is_recognised():
     assert raw_tex("costs O(N^2) and $5 per hour, 2 x 3") == []
     for raw in [r"softmax $QK^\top$", r"\(d_k\)", r"$$x$$", r"\frac{1}{2}", r"\[ y \]"]:
         assert raw_tex(f"before {raw} after"), raw
-
-
-@pytest.fixture(scope="module")
-def site(built_book):
-    html = built_book["html"]
-    if not (html / "index.html").exists():
-        pytest.fail("the book was not built (see test_book.py for the build log)")
-    with static_server(html) as base:
-        yield base
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with chromium() as b:
-        yield b
 
 
 def mathjax_server(version: str):

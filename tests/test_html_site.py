@@ -21,11 +21,9 @@ from browser_tools import (
     MAX_IMAGE_SHRINK,
     WIDGET_CONSOLE_ALLOW_LIST,
     ConsoleLog,
-    chromium,
     layout_problems,
     npm_package_file,
     screenshot_path,
-    static_server,
 )
 from notebook_tools import ROOT, bad_glue, toc_files
 
@@ -37,21 +35,6 @@ CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
 
 def is_notebook(name: str) -> bool:
     return (ROOT / f"{name}.ipynb").exists()
-
-
-@pytest.fixture(scope="module")
-def site(built_book):
-    html = built_book["html"]
-    if not (html / "index.html").exists():
-        pytest.fail("the book was not built (see test_book.py for the build log)")
-    with static_server(html) as base:
-        yield base
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with chromium() as b:
-        yield b
 
 
 @pytest.fixture
@@ -184,6 +167,35 @@ def test_exercise_solutions_are_collapsed_until_clicked(open_page, name):
         assert code.is_hidden(), f"{name}: solution {i + 1} is visible before it is clicked"
         solution.locator(".admonition-title").click()
         code.wait_for(state="visible", timeout=5000)
+
+
+EXERCISES = [p for p in PAGES if p.startswith("exercises/")]
+
+
+@pytest.mark.parametrize("name", EXERCISES)
+def test_exercise_numbering_is_one_number_everywhere(open_page, name):
+    """Exercise N reads "Exercise N" in its title, in the sidebar and in its chapter's link, and
+    its box carries no second number (sphinx-exercise would count "Exercise 1.1" per page)."""
+    number = int(name.split("/")[1].split("_")[0])
+    page, _, _ = open_page(name)
+    title = page.locator("h1").first.inner_text().strip().rstrip("#").strip()
+    assert title.startswith(f"Exercise {number}: "), f"{name}: the page title reads {title!r}"
+    in_sidebar = page.locator(f'nav.bd-docs-nav a[href$="{name.split("/")[1]}.html"]')
+    assert in_sidebar.count() == 1, f"{name}: {in_sidebar.count()} sidebar links to the page"
+    assert in_sidebar.inner_text().strip() == title, (
+        f"{name}: the sidebar reads {in_sidebar.inner_text().strip()!r}, the title {title!r}"
+    )
+    boxes = page.locator("div.exercise .admonition-title")
+    assert boxes.count() == 1, f"{name}: {boxes.count()} exercise boxes"
+    box_title = boxes.inner_text().strip()
+    assert not re.search(r"\d", box_title), f"{name}: the exercise box reads {box_title!r}"
+
+    chapter = next(p for p in PAGES if p.startswith(f"chapters/{number:02d}_"))
+    page, _, _ = open_page(chapter)
+    link = page.locator(f'article a[href$="{name.split("/")[1]}.html"]')
+    assert link.count() >= 1, f"{chapter}: no link to {name} in the text"
+    texts = {t.strip() for t in link.all_inner_texts()}
+    assert texts == {f"Exercise {number}"}, f"{chapter}: links to its exercise read {texts}"
 
 
 def test_next_links_walk_the_table_of_contents(open_page, site):

@@ -22,7 +22,7 @@ import time
 import urllib.request
 
 import pytest
-from browser_tools import chromium, free_port, screenshot_path
+from browser_tools import free_port, screenshot_path
 from notebook_tools import ROOT, toc_files
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("jupyterlab")]
@@ -130,12 +130,6 @@ def _stop(server):
     except ProcessLookupError:
         pass
     server.wait(timeout=10)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with chromium() as b:
-        yield b
 
 
 # The open notebook (JupyterLab keeps other panels in the page, hidden).

@@ -195,3 +195,24 @@ def test_each_chapter_ends_with_its_quiz_before_the_references(number):
     )
     after = [c.source.split("\n")[0] for c in nb.cells[calls[0] + 1 :]]
     assert after == ["## References"], f"chapter {number}: after the quiz come {after}"
+
+
+def test_quiz_script_waits_for_a_loaded_mathjax():
+    """jupyterquiz reads MathJax.version whenever a MathJax global exists; on a page where only
+    Sphinx's MathJax configuration exists (MathJax still loading, or offline) that threw. Every
+    test in the script shown must also require a loaded MathJax."""
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.utils.capture import capture_output
+
+    InteractiveShell.instance()
+    with capture_output() as captured:
+        quiz.show_quiz("ch01")
+    scripts = [o.data["application/javascript"] for o in captured.outputs
+               if "application/javascript" in o.data]  # fmt: skip
+    quiz_script = max(scripts, key=len)
+    tests = re.findall(r"typeof MathJax[^)]*\)", quiz_script)
+    assert tests, "jupyterquiz's script no longer tests for MathJax: review quiz.guard_mathjax"
+    unguarded = [t for t in tests if "MathJax.version" not in t]
+    assert not unguarded, f"MathJax tests without the guard: {unguarded}"
+    raw = "if (typeof MathJax != 'undefined') {"
+    assert quiz.guard_mathjax(raw) == "if (typeof MathJax !== 'undefined' && MathJax.version) {"

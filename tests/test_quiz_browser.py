@@ -16,7 +16,7 @@ from urllib.parse import urljoin
 
 import nbformat
 import pytest
-from browser_tools import ConsoleLog, chromium, screenshot_path, static_server
+from browser_tools import ConsoleLog, screenshot_path, static_server
 from nbclient import NotebookClient
 from notebook_tools import ROOT
 
@@ -25,12 +25,6 @@ from llmlab import quiz
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("book")]
 
 CHAPTER_QUIZZES = [f"ch{n:02d}" for n in range(1, 13)]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with chromium() as b:
-        yield b
 
 
 @pytest.fixture
@@ -53,11 +47,10 @@ def open_url(browser):
 
 
 @pytest.fixture(scope="module")
-def book_site(built_book):
+def book_site(site, built_book):
     if not (built_book["html"] / "quiz.html").exists():
         pytest.fail("the book was not built with the quiz page (see test_book.py for the log)")
-    with static_server(built_book["html"]) as base:
-        yield base
+    return site
 
 
 def output_html(nb) -> str:
