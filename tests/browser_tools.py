@@ -144,9 +144,10 @@ WIDGET_CONSOLE_ALLOW_LIST = [
     (
         "error",
         r"^Failed to load resource: the server responded with a status of 404",
-        r"/@jupyter-widgets/html-manager/dist/[0-9a-f]+\.(woff2?|ttf|eot|svg)$",
+        r"/@jupyter-widgets/(html-manager/dist/)?[0-9a-f]+\.(woff2?|ttf|eot|svg)$",
         "html-manager 1.0.6 looks for its bundled icon fonts next to the page instead of next to its "
-        "script; only icons are affected (the course's widgets use none)",
+        "script (at two relative paths, one for each of its style sheets); only icons are affected "
+        "(the course's widgets use none)",
     ),
 ]
 
