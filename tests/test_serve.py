@@ -357,6 +357,34 @@ def test_static_batches_wait_for_their_longest_member(trained):
     assert continuous.duration < results.duration
 
 
+def test_static_batches_compute_their_finished_rows_as_padding(trained):
+    """A static batch is a fixed-shape tensor: until its longest member is done, every decode
+    step computes all its rows, finished ones as padding (into the scratch block, never read)."""
+    requests = [Request([1, 2], n) for n in (1, 6, 3)]
+    static = Engine(trained, max_batch_size=3, policy="static", step_clock=unit_clock)
+    seen_rows = []
+    forward = trained.forward
+
+    def counting_forward(ids, *args, **kwargs):
+        seen_rows.append(ids.size(0))
+        return forward(ids, *args, **kwargs)
+
+    trained.forward = counting_forward
+    try:
+        results = static.run(requests)
+    finally:
+        del trained.forward
+    decode_steps = [s for s in results.steps if s.prefill_tokens == 0]
+    assert [s.decode_tokens + s.padding_rows for s in decode_steps] == [3] * len(decode_steps)
+    # After the prefill: request 0 (1 token) is done; request 2 (3 tokens) after two more steps.
+    assert [s.padding_rows for s in decode_steps] == [1, 1, 2, 2, 2], "rows of finished members"
+    assert seen_rows[1:] == [3] * len(decode_steps), f"decode passes computed {seen_rows[1:]} rows"
+    assert_matches_generate(trained, requests, results, ties_allowed=False)
+    assert static.blocks.num_free == static.blocks.num_blocks
+    continuous = Engine(trained, max_batch_size=3, step_clock=unit_clock).run(requests)
+    assert all(s.padding_rows == 0 for s in continuous.steps)
+
+
 def test_chunked_prefill_interleaves_with_decoding(trained):
     requests = [
         Request([1, 2], 12),

@@ -142,13 +142,16 @@ class Engine:
                         seq.result.cached_prompt_tokens = seq.num_computed
                 decode = sum(1 for seq, _ in work if seq.num_generated > 0 and seq.to_compute == 1)
                 prefill = sum(n for _, n in work) - decode
+                one_position = sum(1 for _, n in work if n == 1)  # the rows of the decode pass
+                rows = scheduler.decode_rows()
+                padding = max(0, rows - one_position) if one_position else 0
                 started = time.perf_counter()
-                picked = self.runner.step(work)
+                picked = self.runner.step(work, decode_rows=rows)
                 if self.model.device.type == "cuda":
                     torch.cuda.synchronize()
                 duration = time.perf_counter() - started
-                if self.step_clock is not None:
-                    duration = float(self.step_clock(decode, prefill))
+                if self.step_clock is not None:  # padding rows cost what decode rows cost
+                    duration = float(self.step_clock(decode + padding, prefill))
                 step_start, clock = clock, clock + duration
                 for seq, _ in work:
                     self.blocks.register_full_blocks(seq)
@@ -168,6 +171,7 @@ class Engine:
                         decode,
                         prefill,
                         len(preempted),
+                        padding,
                     )
                 )
                 for seq, token in picked:
@@ -213,7 +217,9 @@ class Engine:
             )
         return None
 
-    def _stats(self, index, start, duration, scheduler, decode, prefill, preempted) -> StepStats:
+    def _stats(
+        self, index, start, duration, scheduler, decode, prefill, preempted, padding
+    ) -> StepStats:
         bs = self.blocks.block_size
         filled: dict[int, int] = {}  # block -> positions filled (a shared block is counted once)
         for seq in scheduler.running:
@@ -231,6 +237,7 @@ class Engine:
             running=len(scheduler.running),
             waiting=len(scheduler.waiting),
             preempted=preempted,
+            padding_rows=padding,
             free_blocks=self.blocks.num_free,
             kv_reserved_bytes=reserved,
             kv_used_bytes=used,

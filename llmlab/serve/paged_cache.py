@@ -20,7 +20,10 @@ class PagedKVPool:
     def __init__(self, model, num_blocks: int, block_size: int):
         c = model.config
         self.num_blocks, self.block_size = num_blocks, block_size
-        shape = (c.n_layer, c.n_kv_head, num_blocks * block_size, c.head_dim)
+        # One block more than the block manager hands out: the padding rows of a static batch
+        # (ModelRunner) write their keys and values there, where no sequence ever reads.
+        self.scratch_block = num_blocks
+        shape = (c.n_layer, c.n_kv_head, (num_blocks + 1) * block_size, c.head_dim)
         dtype = model.wte.weight.dtype
         self.k = torch.zeros(shape, device=model.device, dtype=dtype)
         self.v = torch.zeros(shape, device=model.device, dtype=dtype)
@@ -30,6 +33,7 @@ class PagedKVPool:
 
     @property
     def nbytes(self) -> int:
+        """The blocks sequences can hold (the scratch block is not counted)."""
         return self.block_bytes * self.num_blocks
 
     def batch(self, block_tables: list[list[int]], starts: list[int], n_new: int) -> "PagedBatch":

@@ -84,6 +84,7 @@ class StepStats:
     running: int
     waiting: int
     preempted: int
+    padding_rows: int  # static batching: finished members' rows, computed and thrown away
     free_blocks: int
     kv_reserved_bytes: int
     kv_used_bytes: int

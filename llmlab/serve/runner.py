@@ -15,23 +15,33 @@ class ModelRunner:
         self.model, self.pool = model, pool
 
     @torch.inference_mode()
-    def step(self, work: list[tuple[Sequence, int]]) -> list[tuple[Sequence, int]]:
+    def step(
+        self, work: list[tuple[Sequence, int]], decode_rows: int = 0
+    ) -> list[tuple[Sequence, int]]:
         """Compute the given positions of each sequence; return [(sequence, new token)].
 
         Sequences computing the same number of positions share one forward pass (every decoding
         sequence computes 1, so all decodes are one batch); rows of a pass may sit at different
         positions with different context lengths.
+
+        decode_rows: the decode pass computes at least this many rows. A static batch is a
+        fixed-shape tensor: rows whose request has finished are still computed (as padding) until
+        the whole batch is done. Padding rows repeat a live row's token and position and write
+        into the pool's scratch block; their outputs are dropped.
         """
         picked = []
         by_size = sorted(work, key=lambda item: item[1])
         for n_new, group in groupby(by_size, key=lambda item: item[1]):
             seqs = [seq for seq, _ in group]
             starts = [seq.num_computed for seq in seqs]
-            ids = torch.tensor(
-                [seq.tokens[s : s + n_new] for seq, s in zip(seqs, starts)],
-                device=self.pool.k.device,
-            )
-            batch = self.pool.batch([seq.block_table for seq in seqs], starts, n_new)
+            rows = [seq.tokens[s : s + n_new] for seq, s in zip(seqs, starts)]
+            tables = [seq.block_table for seq in seqs]
+            padding = max(0, decode_rows - len(seqs)) if n_new == 1 else 0
+            scratch = [self.pool.scratch_block] * len(tables[0])
+            rows, starts = rows + rows[:1] * padding, starts + starts[:1] * padding
+            tables = tables + [scratch] * padding
+            ids = torch.tensor(rows, device=self.pool.k.device)
+            batch = self.pool.batch(tables, starts, n_new)
             logits = self.model(ids, kv_cache=batch, last_only=True)[:, -1, :]  # (B, V)
             greedy = logits.argmax(dim=-1).tolist()
             for row, seq in enumerate(seqs):

@@ -6,8 +6,8 @@ block and none is free, the youngest running sequence is preempted: its blocks a
 waits to be recomputed from its tokens (no token is lost, some work is repeated).
 
 static: a batch is formed from the waiting requests, with blocks for their full lengths set
-aside, and runs until its last member finishes; members that finish early keep their places, as
-rows of a padded batch do, so nobody joins until the whole batch is done.
+aside, and runs until its last member finishes; members that finish early keep their places and
+are still computed, as rows of a padded batch are, so nobody joins until the whole batch is done.
 
 chunk_size caps the prompt positions computed per step (chunked prefill): a long prompt is then
 filled over several steps, each of which also decodes one token for every other running sequence.
@@ -40,6 +40,11 @@ class Scheduler:
 
     def has_work(self) -> bool:
         return bool(self.waiting or self.running)
+
+    def decode_rows(self) -> int:
+        """Rows the decode pass computes at least: a static batch keeps its full width, finished
+        members included, until all of it is done; continuous batching computes live rows only."""
+        return len(self.static_batch) if self.policy == "static" else 0
 
     def schedule(self) -> tuple[list[tuple[Sequence, int]], list[Sequence]]:
         """Returns this step's work, [(sequence, positions to compute)], and whom it preempted."""
