@@ -11,6 +11,7 @@ A full-page screenshot of each page goes to _build/screenshots/html_*.png.
 Without Chromium these tests skip (fail when CI is set); see tests/browser_tools.py.
 """
 
+import html
 import re
 from urllib.parse import urljoin, urlparse
 
@@ -153,6 +154,25 @@ def test_launch_repository_and_download_buttons(open_page, name):
     assert href == expected, (
         f"{name}: Binder link {href!r}, expected {expected!r} (JupyterLab on this notebook)"
     )
+
+
+RAW_TABLE = re.compile(r"\|\s*:?(-{3}|\u2014)")  # a Markdown table's rule row, "|:---|" or "|---:|"
+
+
+def test_markdown_tables_render_as_tables(built_book):
+    """Tables printed with display(Markdown(...)) become HTML tables, not lines of pipes."""
+    tables = 0
+    for name in PAGES:
+        page = (built_book["html"] / f"{name}.html").read_text()
+        main = page[page.find("<main") : page.find("</main>")]
+        text = re.sub(r"<(script|style|pre)[^>]*>.*?</\1>", "", main, flags=re.DOTALL)
+        text = html.unescape(re.sub(r"<[^>]+>", "", text))
+        raw = RAW_TABLE.search(text)
+        assert not raw, (
+            f"{name}: a Markdown table shown as text: {text[raw.start() - 60 : raw.end()]!r}"
+        )
+        tables += main.count("<table")
+    assert tables >= 10, f"only {tables} tables in the whole book"
 
 
 @pytest.mark.parametrize("name", [p for p in PAGES if p.startswith("exercises/")])
