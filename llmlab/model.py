@@ -127,15 +127,22 @@ class CausalSelfAttention(nn.Module):
         if kv_cache is not None:
             # The only change a cache makes: store this step's k, v and attend over all stored ones.
             k, v = kv_cache.update(layer, k, v)  # (B, Hkv, S, D)
-        if self.n_kv_head != self.n_head:
-            # Grouped-query attention: each key/value head serves n_head / n_kv_head query heads.
-            k = k.repeat_interleave(self.n_head // self.n_kv_head, dim=1)  # (B, H, S, D)
-            v = v.repeat_interleave(self.n_head // self.n_kv_head, dim=1)
         if kv_cache is None:
             mask = causal_mask(T, k.size(2), device=x.device)
         else:  # the cache knows where each sequence's tokens sit (llmlab.serve's differ per row)
             mask = kv_cache.attention_mask(T, k.size(2), x.device)
-        y, weights = attention(q, k, v, mask)  # (B, H, T, D), (B, H, T, S)
+        if self.n_kv_head == self.n_head:
+            y, weights = attention(q, k, v, mask)  # (B, H, T, D), (B, H, T, S)
+        else:
+            # Grouped-query attention: query head h reads key/value head h // group. The group's
+            # queries become extra rows against their one K and V, which are read in place, not
+            # copied out to every head (a copy would save the memory but not the reads).
+            group = self.n_head // self.n_kv_head
+            rows = q.reshape(B, self.n_kv_head, group * T, self.head_dim)
+            mask = mask.repeat(*[1] * (mask.dim() - 2), group, 1)  # each group row's own mask
+            y, weights = attention(rows, k, v, mask)  # (B, Hkv, group * T, D), (..., S)
+            y = y.view(B, self.n_head, T, self.head_dim)
+            weights = weights.view(B, self.n_head, T, -1)
         y = y.transpose(1, 2).reshape(B, T, C)  # heads side by side again
         return self.out_proj(y), weights
 

@@ -186,7 +186,7 @@ def show_kv_sharing(n_head, n_kv_heads, titles=None):
     """Draw which key/value head each query head reads, one row per layout (MHA, GQA, MQA).
 
     n_head: query heads; n_kv_heads: a sequence of KV-head counts, each dividing n_head. Query
-    head h reads KV head h // (n_head // n_kv), the grouping of `llmlab.model` (repeat_interleave).
+    head h reads KV head h // (n_head // n_kv), the grouping of `llmlab.model`.
     Returns the matplotlib Figure.
     """
     if isinstance(n_head, bool) or not isinstance(n_head, int) or not 1 <= n_head <= 16:

@@ -54,7 +54,7 @@ def test_kv_sharing_joins_each_query_head_to_its_group():
         assert sum(label.startswith("q") and label[1:].isdigit() for label in labels) == 8
         # one line per query head, from the query row (y=1) down to its KV head (y=0)
         # (query head, x of the KV head it reads): llmlab.model groups neighbours
-        # (repeat_interleave), so query head h reads KV head h // (8 // n_kv)
+        # (a group of query heads shares one), so query head h reads KV head h // (8 // n_kv)
         group = 8 // n_kv
         drawn = [tuple(line.get_xdata()) for line in ax.lines]
         assert drawn == [(h, (h // group + 0.5) * group - 0.5) for h in range(8)]
