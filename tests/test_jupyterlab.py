@@ -11,6 +11,7 @@ each notebook goes to _build/screenshots/lab_*.png.
 Without Chromium these tests skip (fail when CI is set); see tests/browser_tools.py.
 """
 
+import html
 import json
 import os
 import re
@@ -269,6 +270,7 @@ def test_notebook_runs_in_jupyterlab(browser, lab, notebook):
             )
         elif notebook.startswith("chapters/"):
             assert outputs["images"], f"{notebook}: a chapter with no figure"
+            check_chapter_quiz(page, notebook)
 
         raw = raw_myst(page.evaluate(MARKDOWN_TEXT_JS, ACTIVE))
         assert not raw, (
@@ -375,6 +377,27 @@ def test_quiz_page_in_jupyterlab(browser, lab):
     finally:
         context.close()
         shut_down_kernels(lab)
+
+
+def check_chapter_quiz(page, notebook):
+    """The chapter's closing quiz shows every question; its first answers a wrong choice with
+    the feedback that explains it."""
+    from llmlab import quiz
+
+    questions = quiz.load_quiz("ch" + notebook.split("/")[1][:2])["questions"]
+    boxes = page.locator(f"{ACTIVE} .Quiz")
+    boxes.first.wait_for(state="attached", timeout=30_000)
+    assert boxes.count() == len(questions), f"{notebook}: {boxes.count()} quiz questions shown"
+    first, box = questions[0], boxes.first
+    if first["type"] == "numeric":
+        return  # typed answers are exercised on the quiz page and in the book
+    wrong = next(a for a in first["answers"] if not a["correct"])
+    box.scroll_into_view_if_needed()
+    box.locator("label.MCButton").nth(first["answers"].index(wrong)).click()
+    feedback = box.locator(".Feedback")
+    feedback.wait_for(state="visible", timeout=5000)
+    assert "incorrect" in feedback.get_attribute("class").split(), f"{notebook}: quiz feedback"
+    assert html.unescape(wrong["feedback"])[:50] in feedback.inner_text(), f"{notebook}: feedback"
 
 
 def check_explorer_redraws(page, notebook):
