@@ -216,3 +216,25 @@ def test_quiz_script_waits_for_a_loaded_mathjax():
     assert not unguarded, f"MathJax tests without the guard: {unguarded}"
     raw = "if (typeof MathJax != 'undefined') {"
     assert quiz.guard_mathjax(raw) == "if (typeof MathJax !== 'undefined' && MathJax.version) {"
+
+
+def test_the_right_answer_is_not_always_in_the_same_place():
+    """Answers are shown in data order (jupyterquiz's shuffle is off, so the browser tests can find
+    them): the right one must move around, or a reader learns "pick the first"."""
+    from collections import Counter
+
+    places, per_quiz = Counter(), {}
+    for name in quiz.quiz_names():
+        if name == "self_check":
+            continue
+        for q in quiz.load_quiz(name)["questions"]:
+            if q["type"] != "numeric":
+                place = next(i for i, a in enumerate(q["answers"]) if a["correct"])
+                places[place] += 1
+                per_quiz.setdefault(name, set()).add(place)
+    total = sum(places.values())
+    assert max(places.values()) <= total / 2, f"right answers by place: {dict(places)}"
+    same = [name for name, found in per_quiz.items() if len(found) == 1]
+    assert len(same) <= len(per_quiz) // 3, (
+        f"quizzes whose right answers all sit in one place: {same}"
+    )
