@@ -28,6 +28,11 @@ import numpy as np
 from llmlab.serve import Engine, Request
 
 
+def _int_at_least(name, value, low):
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+
+
 def _number(name, value):
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
@@ -226,8 +231,7 @@ def poisson_arrivals(rate: float, n: int, seed: int = 0, start: float = 0.0) -> 
     rate = _number("rate", rate)
     if rate <= 0:
         raise ValueError(f"rate must be > 0 requests per second, got {rate}")
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-        raise ValueError(f"n must be an int >= 0, got {n!r}")
+    _int_at_least("n", n, 0)
     rng = random.Random(seed)
     t, times = _number("start", start), []
     for _ in range(n):
@@ -261,10 +265,8 @@ def make_requests(
     shared_prefix: tokens every prompt starts with (a system prompt), before its own tokens.
     arrivals: one time per request (default: all at 0, a burst).
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-        raise ValueError(f"n must be an int >= 0, got {n!r}")
-    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 1:
-        raise ValueError(f"vocab_size must be an int >= 1, got {vocab_size!r}")
+    _int_at_least("n", n, 0)
+    _int_at_least("vocab_size", vocab_size, 1)
     prompt_len = _length_range("prompt_len", prompt_len)
     new_tokens = _length_range("new_tokens", new_tokens)
     arrivals = [0.0] * n if arrivals is None else list(arrivals)
@@ -286,10 +288,8 @@ def long_tail_workload(
     """A burst of n short requests (prompts of 16-32 tokens, answers of 8-24) in which every
     `long_every`-th asks for `long_tokens`: the mix where static batching idles slots while one
     long answer finishes (chapter 12 and the "Your machine" page serve it)."""
-    if isinstance(long_every, bool) or not isinstance(long_every, int) or long_every < 1:
-        raise ValueError(f"long_every must be an int >= 1, got {long_every!r}")
-    if isinstance(long_tokens, bool) or not isinstance(long_tokens, int) or long_tokens < 1:
-        raise ValueError(f"long_tokens must be an int >= 1, got {long_tokens!r}")
+    _int_at_least("long_every", long_every, 1)
+    _int_at_least("long_tokens", long_tokens, 1)
     requests = make_requests(n, vocab_size, (16, 32), (8, 24), seed=seed)
     for request in requests[::long_every]:
         request.max_new_tokens = long_tokens
@@ -328,8 +328,7 @@ def fit_step_clock(
     measure.probe_machine). The fit weights every point by 1 / its time, so the small steps count
     as much as the large ones.
     """
-    if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
-        raise ValueError(f"repeat must be an int >= 1, got {repeat!r}")
+    _int_at_least("repeat", repeat, 1)
     context = model.config.block_size
     if not prompt_lengths or max(prompt_lengths) + 1 > context or min(prompt_lengths) < 1:
         raise ValueError(f"prompt_lengths must be non-empty, each in [1, {context - 1}]")

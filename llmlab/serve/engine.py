@@ -143,10 +143,9 @@ class Engine:
                 decode = sum(1 for seq, _ in work if seq.num_generated > 0 and seq.to_compute == 1)
                 prefill = sum(n for _, n in work) - decode
                 one_position = sum(1 for _, n in work if n == 1)  # the rows of the decode pass
-                rows = scheduler.decode_rows()
-                padding = max(0, rows - one_position) if one_position else 0
+                padding = max(0, scheduler.decode_rows() - one_position) if one_position else 0
                 started = time.perf_counter()
-                picked = self.runner.step(work, decode_rows=rows)
+                picked = self.runner.step(work, padding=padding)
                 if self.model.device.type == "cuda":
                     torch.cuda.synchronize()
                 duration = time.perf_counter() - started

@@ -16,7 +16,7 @@ class ModelRunner:
 
     @torch.inference_mode()
     def step(
-        self, work: list[tuple[Sequence, int]], decode_rows: int = 0
+        self, work: list[tuple[Sequence, int]], padding: int = 0
     ) -> list[tuple[Sequence, int]]:
         """Compute the given positions of each sequence; return [(sequence, new token)].
 
@@ -24,9 +24,9 @@ class ModelRunner:
         sequence computes 1, so all decodes are one batch); rows of a pass may sit at different
         positions with different context lengths.
 
-        decode_rows: the decode pass computes at least this many rows. A static batch is a
-        fixed-shape tensor: rows whose request has finished are still computed (as padding) until
-        the whole batch is done. Padding rows repeat a live row's token and position and write
+        padding: extra rows the decode pass computes. A static batch is a fixed-shape tensor:
+        rows whose request has finished are still computed (as padding) until the whole batch is
+        done. Padding rows repeat a live row's token and position and write
         into the pool's scratch block; their outputs are dropped.
         """
         picked = []
@@ -36,10 +36,10 @@ class ModelRunner:
             starts = [seq.num_computed for seq in seqs]
             rows = [seq.tokens[s : s + n_new] for seq, s in zip(seqs, starts)]
             tables = [seq.block_table for seq in seqs]
-            padding = max(0, decode_rows - len(seqs)) if n_new == 1 else 0
+            pad = padding if n_new == 1 else 0  # only the decode pass is padded
             scratch = [self.pool.scratch_block] * len(tables[0])
-            rows, starts = rows + rows[:1] * padding, starts + starts[:1] * padding
-            tables = tables + [scratch] * padding
+            rows, starts = rows + rows[:1] * pad, starts + starts[:1] * pad
+            tables = tables + [scratch] * pad
             ids = torch.tensor(rows, device=self.pool.k.device)
             batch = self.pool.batch(tables, starts, n_new)
             logits = self.model(ids, kv_cache=batch, last_only=True)[:, -1, :]  # (B, V)
