@@ -18,6 +18,7 @@ import sys
 import torch
 import torch.nn.functional as F
 
+from llmlab import cpu_linear
 from llmlab.measure import (
     decode_step_bytes,
     default_device,
@@ -63,9 +64,11 @@ def matvec_bandwidth(
 ) -> float:
     """Bytes/s of weights streamed by one-token products x (1, n_in) -> (1, n_out).
 
-    layout "x @ W": W stored (in, out), as llmlab's Linear does; "F.linear": W stored (out, in),
-    as torch.nn.Linear does; "numpy x @ W": the same product by numpy's own BLAS (CPU only), a
-    second opinion on what this memory can deliver to a matrix-vector product. Several copies
+    layout "x @ W": W stored (in, out), as llmlab's Linear stores it, multiplied by PyTorch's
+    default kernel; "F.linear": W stored (out, in), as torch.nn.Linear does; "oneDNN packed": the
+    product llmlab's Linear runs for inference on a CPU (llmlab/cpu_linear.py); "numpy x @ W": the
+    same product by numpy's own BLAS (CPU only), a second opinion on what this memory can deliver
+    to a matrix-vector product. Several copies
     of W, about nbytes in all, are used in turn so the weights come from memory, as in a real
     model, and not from the cache of the last call.
     """
@@ -77,6 +80,11 @@ def matvec_bandwidth(
     x = torch.randn(1, n_in, device=device)
     if layout == "x @ W":
         product = lambda w: x @ w  # noqa: E731
+    elif layout == "oneDNN packed":
+        bias = torch.zeros(n_out)
+        product = lambda w: cpu_linear.linear(x, w, bias)  # noqa: E731
+        for w in weights:  # pack every copy now, outside the timing
+            product(w)
     elif layout == "F.linear":
         product = lambda w: F.linear(x, w)  # noqa: E731
     else:
@@ -90,7 +98,7 @@ def matvec_bandwidth(
     return copies * 4 * n_in * n_out / time_it(run, repeat=repeat, device=device).median_s
 
 
-MATVEC_LAYOUTS = ("x @ W", "F.linear", "numpy x @ W")
+MATVEC_LAYOUTS = ("x @ W", "F.linear", "oneDNN packed", "numpy x @ W")
 
 
 def compute_path(device) -> str:
@@ -98,10 +106,15 @@ def compute_path(device) -> str:
     if device.type != "cpu":
         return f"eager PyTorch {torch.__version__} on {device}"
     blas = "MKL" if torch.backends.mkl.is_available() else "torch's BLAS"
+    linear = (
+        "oneDNN with packed weights (llmlab/cpu_linear.py)"
+        if cpu_linear.get_path() == "onednn"
+        else f"x @ W ({blas})"
+    )
     return (
-        f"eager PyTorch {torch.__version__}, {blas}, CPU kernels "
+        f"eager PyTorch {torch.__version__}, CPU kernels "
         f"{torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads; "
-        "Linear computes x @ W"
+        f"Linear's products: {linear}"
     )
 
 
@@ -130,6 +143,12 @@ def main(argv=None):
     parser.add_argument(
         "--small", action="store_true", help="a tiny model and buffer: a smoke run in seconds"
     )
+    parser.add_argument(
+        "--linear",
+        choices=cpu_linear.PATHS,
+        default=cpu_linear.get_path(),
+        help="the kernel for Linear's products on a CPU (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
     config = SMALL if args.small else GPT2_SMALL
     for context in args.contexts:
@@ -137,6 +156,10 @@ def main(argv=None):
             parser.error(f"--contexts must be in [1, {config.block_size - 1}], got {context}")
     if args.repeat < 1:
         parser.error(f"--repeat must be >= 1, got {args.repeat}")
+    try:
+        cpu_linear.set_path(args.linear)
+    except ValueError as error:
+        parser.error(f"--linear: {error}")
 
     device = default_device()
     if device.type == "cpu":  # a thread per core: one core alone cannot pull the full bandwidth
@@ -154,6 +177,8 @@ def main(argv=None):
     print(f"path: {compute_path(device)}")
     C, V = config.n_embd, config.vocab_size
     candidates = MATVEC_LAYOUTS if device.type == "cpu" else MATVEC_LAYOUTS[:2]
+    if not cpu_linear.ONEDNN_AVAILABLE:
+        candidates = [lay for lay in candidates if lay != "oneDNN packed"]
     with torch.inference_mode():
         layouts = [
             (lay, matvec_bandwidth(C, V, lay, buffer, device, args.repeat)) for lay in candidates
@@ -179,6 +204,15 @@ def main(argv=None):
         )
     print("cached: 1 new token against a cache of `context`; uncached: context + 1 tokens afresh;")
     print("floor: bytes a cached step reads (all weights + KV cache) / read bandwidth")
+    if device.type == "cpu" and cpu_linear.get_path() == "onednn":
+        # The same step through PyTorch's default product: what the kernel choice is worth here.
+        with cpu_linear.use_path("torch"):
+            default = time_it(cached_step(model, context), repeat=args.repeat, device=device)
+        print(
+            f"the cached step at context {context} with Linear computing x @ W by PyTorch's "
+            f"default kernel: {default.ms:.2f} ms ({default.median_s / floor_s:.2f}x the floor, "
+            f"{default.median_s / cached.median_s:.2f}x the oneDNN step)"
+        )
     if spread > 2:
         print(f"warning: repeats of one figure differed {spread:.1f}x; something else is using the")
         print("machine, so these numbers are unreliable: rerun when it is idle")
@@ -196,6 +230,7 @@ def serve(argv):
     model = TinyGPT(config).to(device).eval()
     threads = f", {torch.get_num_threads()} threads" if device.type == "cpu" else ""
     print(f"model: {model.num_params() / 1e6:.1f}M parameters, fp32, on {device}{threads}")
+    print(f"path: {compute_path(device)}")
     benchmark.main(argv, model, config, device, repeat=7)
 
 

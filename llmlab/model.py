@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from llmlab import cpu_linear
 from llmlab.kv_cache import KVCache
 
 
@@ -57,11 +58,11 @@ class GPTConfig:
 
 
 class Linear(nn.Module):
-    """y = x @ W + b, with W stored as (in, out).
+    """y = x @ W + b, with W stored as (in, out) so the code reads like the maths.
 
-    nn.Linear stores W as (out, in). On some CPUs (AVX2) a matrix-vector product, one token at a
-    time as in decoding, streams an (in, out) matrix nearly twice as fast; on others the two are
-    equal. `python -m llmlab.bench` measures both layouts on your machine.
+    When the model runs on a CPU without gradients (decoding), the product goes to oneDNN,
+    which streams few-row products at memory speed where PyTorch's default (MKL) may not:
+    cpu_linear.py says why and `python -m llmlab.bench` measures both.
     """
 
     def __init__(self, n_in: int, n_out: int):
@@ -70,6 +71,8 @@ class Linear(nn.Module):
         self.bias = nn.Parameter(torch.zeros(n_out))
 
     def forward(self, x):
+        if cpu_linear.use_onednn(x, self.weight):
+            return cpu_linear.linear(x, self.weight, self.bias)
         return x @ self.weight + self.bias
 
 

@@ -127,6 +127,7 @@ def test_bench_smoke_run():
     out = result.stdout
     assert "read bandwidth:" in out and "GB/s" in out
     assert "x @ W" in out and "F.linear" in out
+    assert "Linear's products:" in out  # the bench says which kernel its figures belong to
     rows = [line.split() for line in out.splitlines() if line.split()[:1] in (["16"], ["64"])]
     assert [row[0] for row in rows] == ["16", "64"]
     for row in rows:
@@ -135,7 +136,10 @@ def test_bench_smoke_run():
         assert speedup.endswith("x") and multiple.endswith("x")
 
 
-@pytest.mark.parametrize("flags", [["--contexts", "5000"], ["--contexts", "0"], ["--repeat", "0"]])
+@pytest.mark.parametrize(
+    "flags",
+    [["--contexts", "5000"], ["--contexts", "0"], ["--repeat", "0"], ["--linear", "mkl"]],
+)
 def test_bench_rejects_bad_flags(flags, capsys):
     with pytest.raises(SystemExit) as exit_info:
         bench.main(["--small", *flags])

@@ -50,32 +50,32 @@ class PagedBatch:
         start = torch.tensor(starts, device=device)  # (B,)
         ends = start + n_new  # (B,) positions each sequence will have
         self.length = int(ends.max()) - n_new  # the longest row's cached length
-        n_keys = int(ends.max())
-        width = max(len(t) for t in block_tables)
-        table = torch.tensor([t + [0] * (width - len(t)) for t in block_tables], device=device)
+        # Attention reads whole blocks: enough of them for the longest row. Shorter rows are
+        # padded with block 0; every position past a row's end is masked out below.
+        width = -(-int(ends.max()) // bs)
+        table = torch.tensor([(t + [0] * width)[:width] for t in block_tables], device=device)
+        self.read_blocks = table.flatten()  # (B * width,)
         self.pos = start[:, None] + torch.arange(n_new, device=device)  # (B, T)
-        keys = torch.arange(n_keys, device=device).expand(len(starts), n_keys)  # (B, S)
-        # Positions past a row's end point at a real slot (block 0) but are masked out below.
-        keys = keys.minimum(ends[:, None] - 1)
-        self.read_slots = table.gather(1, keys // bs) * bs + keys % bs  # (B, S)
         self.write_slots = (table.gather(1, self.pos // bs) * bs + self.pos % bs).flatten()
         # A new token at position p sees keys 0..p of its own sequence, nothing beyond.
-        key_pos = torch.arange(n_keys, device=device)
+        key_pos = torch.arange(width * bs, device=device)
         self.mask = (key_pos[None, None, :] <= self.pos[:, :, None])[:, None]  # (B, 1, T, S)
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor):
         """Write k, v (B, Hkv, T, D) to their slots; return each row's keys and values in
-        position order, padded to the longest row: (B, Hkv, S, D)."""
+        position order, padded to whole blocks of the longest row: (B, Hkv, S, D)."""
         B, H, T, D = k.shape
         for pool, new in ((self.pool.k[layer], k), (self.pool.v[layer], v)):
             pool.index_copy_(1, self.write_slots, new.transpose(0, 1).reshape(H, B * T, D))
-        S = self.read_slots.size(1)
-        slots = self.read_slots.flatten()
-        # index_select, not pool[:, slots]: on CPU the latter is a generic gather kernel ~10x
-        # slower (measured: 9 ms against 0.7 ms for 513 positions of GPT-2-small's layer).
-        k_all = self.pool.k[layer].index_select(1, slots).view(H, B, S, D).transpose(0, 1)
-        v_all = self.pool.v[layer].index_select(1, slots).view(H, B, S, D).transpose(0, 1)
-        return k_all, v_all
+        # Gather block by block: each index copies block_size x D contiguous numbers per head.
+        # Slot by slot (D numbers each) took 7 ms of a 31 ms GPT-2-small step at 512 positions;
+        # whole blocks take a fraction of a millisecond.
+        bs = self.pool.block_size
+        blocks = self.read_blocks
+        S = blocks.numel() // B * bs
+        k_all = self.pool.k[layer].view(H, -1, bs, D).index_select(1, blocks)
+        v_all = self.pool.v[layer].view(H, -1, bs, D).index_select(1, blocks)
+        return k_all.view(H, B, S, D).transpose(0, 1), v_all.view(H, B, S, D).transpose(0, 1)
 
     def positions(self, n_new: int, device=None) -> torch.Tensor:
         return self.pos  # (B, T)

@@ -1,0 +1,123 @@
+"""Which kernel multiplies by the weights when the model runs on a CPU without gradients.
+
+A decode step multiplies a few rows (one new token per sequence) by every weight matrix, so
+it reads each weight once and does two FLOPs with it: its speed is how fast the kernel
+streams weights from memory. PyTorch hands fp32 products on the CPU to MKL, whose few-row
+kernels do not stream at memory speed on every processor. On an AMD EPYC machine of the
+course's kind, MKL read the lm_head (768 x 50257) at 24 GB/s with one row and 7 GB/s with
+eight, while `x.sum()` read memory at 32 GB/s. oneDNN, the CPU library `torch.compile` uses
+for inference, streams the same weights at 25-30 GB/s for one to eight rows once they are
+laid out in its own blocked format ("packed").
+
+So Linear asks `use_onednn` first: on the CPU, in fp32, for a weight of 1 MiB or more, with no
+gradient to build, it calls `linear`, which packs each weight once (and again whenever the weight changes) and runs
+oneDNN's product. Training, other devices and other dtypes keep `x @ W + b`. The packed copy
+doubles the weights' memory; the KV cache and everything chapters 7 and 8 measure is
+unchanged. `python -m llmlab.bench` times the model both ways (`use_path`).
+"""
+
+import contextlib
+import math
+import weakref
+
+import torch
+from torch.utils.flop_counter import register_flop_formula
+
+PATHS = ("onednn", "torch")
+
+# One packed copy per weight tensor (by id), dropped when the tensor is. The key records which
+# data was packed: an optimizer step bumps `_version`; `.to()` or loading a checkpoint moves it.
+_packed: dict[int, tuple] = {}
+_path = "torch"
+
+# oneDNN pays about 15 us per call where x @ W pays 3: for small weights, which sit in the
+# CPU's cache anyway, that fixed cost outweighs what it saves. From 1 MiB of fp32 weights
+# (768 x 768 is 2.4 MiB) oneDNN is the faster of the two on the machines measured.
+MIN_WEIGHT_ELEMENTS = 2**18
+
+# Packed for eight rows: the batch sizes Part 3 serves. One row runs as fast with this layout
+# and prefill's hundreds of rows still beat MKL.
+_PACK_FOR_ROWS = 8
+
+
+def _onednn_works() -> bool:
+    """True if this torch build has oneDNN's linear and it computes x @ W (a tiny check)."""
+    if not torch.backends.mkldnn.is_available():
+        return False
+    try:
+        g = torch.Generator().manual_seed(0)
+        x, w = torch.randn(3, 16, generator=g), torch.randn(16, 8, generator=g)
+        b = torch.randn(8, generator=g)
+        with torch.no_grad():
+            packed = torch.ops.mkldnn._reorder_linear_weight(w.t().contiguous(), _PACK_FOR_ROWS)
+            y = torch.ops.mkldnn._linear_pointwise(x, packed, b, "none", [], "")
+        return torch.allclose(y, x @ w + b, atol=1e-5)
+    except (RuntimeError, AttributeError):
+        return False
+
+
+def set_path(path: str):
+    """Choose the kernel for CPU inference: "onednn" (the default where it works) or "torch"."""
+    global _path
+    if path not in PATHS:
+        raise ValueError(f"path must be one of {PATHS}, got {path!r}")
+    if path == "onednn" and not ONEDNN_AVAILABLE:
+        raise ValueError("path 'onednn' is not available: this torch build has no working oneDNN")
+    _path = path
+
+
+def get_path() -> str:
+    return _path
+
+
+@contextlib.contextmanager
+def use_path(path: str):
+    """`with use_path("torch"): ...` runs the block with that kernel, then restores the choice."""
+    before = _path
+    set_path(path)
+    try:
+        yield
+    finally:
+        set_path(before)
+
+
+def use_onednn(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """True if Linear should call `linear`: CPU, fp32, oneDNN chosen, a weight of at least
+    MIN_WEIGHT_ELEMENTS, no gradient to build."""
+    return (
+        _path == "onednn"
+        and x.device.type == "cpu"
+        and weight.numel() >= MIN_WEIGHT_ELEMENTS
+        and x.dtype == weight.dtype == torch.float32
+        and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
+    )
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """x @ weight + bias by oneDNN; weight is stored (in, out) as in llmlab's Linear."""
+    # A tensor made under torch.inference_mode() has no version counter (its data is not
+    # expected to change); its address and shape must do.
+    version = None if weight.is_inference() else weight._version
+    key = (weight.data_ptr(), version, tuple(weight.shape))
+    entry = _packed.get(id(weight))
+    if entry is None or entry[0] != key:
+        if entry is None:
+            weakref.finalize(weight, _packed.pop, id(weight), None)
+        with torch.no_grad():  # oneDNN wants (out, in); packing copies it once into its layout
+            packed = torch.ops.mkldnn._reorder_linear_weight(
+                weight.detach().t().contiguous(), _PACK_FOR_ROWS
+            )
+        entry = (key, packed)
+        _packed[id(weight)] = entry
+    return torch.ops.mkldnn._linear_pointwise(x, entry[1], bias.detach(), "none", [], "")
+
+
+def _linear_flops(x_shape, w_shape, *args, out_shape=None, **kwargs) -> int:
+    """FlopCounterMode counts this product as it counts x @ W: 2 x rows x in x out."""
+    return 2 * math.prod(x_shape[:-1]) * x_shape[-1] * w_shape[0]
+
+
+ONEDNN_AVAILABLE = _onednn_works()
+if ONEDNN_AVAILABLE:
+    _path = "onednn"
+    register_flop_formula(torch.ops.mkldnn._linear_pointwise)(_linear_flops)
