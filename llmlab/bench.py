@@ -105,16 +105,10 @@ def compute_path(device) -> str:
     """What runs the model's products here: the bench's figures belong to this path."""
     if device.type != "cpu":
         return f"eager PyTorch {torch.__version__} on {device}"
-    blas = "MKL" if torch.backends.mkl.is_available() else "torch's BLAS"
-    linear = (
-        "oneDNN with packed weights (llmlab/cpu_linear.py)"
-        if cpu_linear.get_path() == "onednn"
-        else f"x @ W ({blas})"
-    )
     return (
         f"eager PyTorch {torch.__version__}, CPU kernels "
         f"{torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads; "
-        f"Linear's products: {linear}"
+        f"Linear's products: {cpu_linear.describe(device)}"
     )
 
 

@@ -1,19 +1,20 @@
 """Which kernel multiplies by the weights when the model runs on a CPU without gradients.
 
-A decode step multiplies a few rows (one new token per sequence) by every weight matrix, so
-it reads each weight once and does two FLOPs with it: its speed is how fast the kernel
-streams weights from memory. PyTorch hands fp32 products on the CPU to MKL, whose few-row
-kernels do not stream at memory speed on every processor. On an AMD EPYC machine of the
-course's kind, MKL read the lm_head (768 x 50257) at 24 GB/s with one row and 7 GB/s with
-eight, while `x.sum()` read memory at 32 GB/s. oneDNN, the CPU library `torch.compile` uses
-for inference, streams the same weights at 25-30 GB/s for one to eight rows once they are
-laid out in its own blocked format ("packed").
+A decode step multiplies a few rows (one new token per sequence) by every weight matrix: it
+reads each weight once and does two FLOPs with it, so its speed is how fast the kernel streams
+weights from memory. PyTorch hands fp32 products on the CPU to MKL, whose few-row kernels do
+not stream at memory speed on every processor: on an AMD EPYC machine of the course's kind, MKL
+read the lm_head (768 x 50257) at 24 GB/s with one row and 7 GB/s with eight, where `x.sum()`
+read 32-55 GB/s. oneDNN, the CPU library behind `torch.compile`'s inference kernels, streamed
+the same weights at 25-30 GB/s for one to eight rows once they were copied into its own blocked
+layout ("packed"). A GPT-2-small decode step took 24 ms instead of 32.
 
-So Linear asks `use_onednn` first: on the CPU, in fp32, for a weight of 1 MiB or more, with no
-gradient to build, it calls `linear`, which packs each weight once (and again whenever the weight changes) and runs
-oneDNN's product. Training, other devices and other dtypes keep `x @ W + b`. The packed copy
-doubles the weights' memory; the KV cache and everything chapters 7 and 8 measure is
-unchanged. `python -m llmlab.bench` times the model both ways (`use_path`).
+So Linear asks `use_onednn` first. On the CPU, in fp32, for a weight of 1 MiB or more, with no
+gradient to build, it calls `linear`, which packs each weight once (again whenever the weight
+changes) and runs oneDNN's product. Training, small weights, other devices and other dtypes
+keep `x @ W + b`. The packed copies double the weights' memory; the KV cache, and everything
+chapters 7 and 8 measure, is unchanged. `python -m llmlab.bench` reports the path it used and
+times the step both ways; `use_path("torch")` turns oneDNN off for a block of code.
 """
 
 import contextlib
@@ -79,6 +80,16 @@ def use_path(path: str):
         yield
     finally:
         set_path(before)
+
+
+def describe(device) -> str:
+    """The kernel Linear's inference products use on `device`, in words (for reports)."""
+    if torch.device(device).type == "cpu" and _path == "onednn":
+        return "oneDNN with packed weights (llmlab/cpu_linear.py)"
+    blas = (
+        " (MKL)" if torch.device(device).type == "cpu" and torch.backends.mkl.is_available() else ""
+    )
+    return f"x @ W, PyTorch's default kernel{blas}"
 
 
 def use_onednn(x: torch.Tensor, weight: torch.Tensor) -> bool:

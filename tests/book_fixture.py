@@ -6,7 +6,9 @@ Tests that use them carry pytest.mark.xdist_group("book") so that, under pytest-
 builds the book once and runs them all.
 """
 
+import hashlib
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,9 +21,33 @@ ROOT = Path(__file__).resolve().parent.parent
 BUILD = Path(os.environ.get("BOOK_OUT", ROOT)) / "_build"
 
 
+def drop_stale_execution_cache(build: Path = BUILD) -> bool:
+    """Forget executed notebooks if llmlab changed since they ran; True if it did.
+
+    jupyter-book's execution cache (execute_notebooks: cache) reruns a notebook only when the
+    notebook's own code changes. Its outputs also come from llmlab (the engine, the glued
+    figures, the quiz data), so a change there must rerun every notebook, as a fresh clone does.
+    Sphinx's record of what it has read (.doctrees) goes too, or it would skip unchanged pages.
+    """
+    digest = hashlib.sha256()
+    for path in sorted((ROOT / "llmlab").rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts:
+            digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
+    stamp = build / "llmlab.sha256"
+    if stamp.exists() and stamp.read_text() == digest.hexdigest():
+        return False
+    stale = (build / ".jupyter_cache").exists()
+    for folder in (".jupyter_cache", "jupyter_execute", ".doctrees"):
+        shutil.rmtree(build / folder, ignore_errors=True)
+    build.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(digest.hexdigest())
+    return stale
+
+
 @pytest.fixture(scope="session")
 def built_book():
     """Build the book as `make book` does (warnings are errors); returns its exit code and log."""
+    drop_stale_execution_cache()
     jupyter_book = Path(sys.executable).parent / "jupyter-book"
     command = [str(jupyter_book), "build", str(ROOT), "-W", "-n", "--keep-going"]
     if BUILD != ROOT / "_build":
@@ -58,3 +84,8 @@ def browser():
 
     with chromium() as b:
         yield b
+
+
+if __name__ == "__main__":  # `make book` runs this first
+    if drop_stale_execution_cache():
+        print("llmlab changed since the notebooks last ran: executing them all again")

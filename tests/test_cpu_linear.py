@@ -158,3 +158,10 @@ def test_both_paths_give_the_same_model_output():
         with cpu_linear.use_path("torch"):
             default = model(idx)[0]
     torch.testing.assert_close(onednn, default, rtol=1e-4, atol=1e-4)
+
+
+def test_describe_names_the_kernel_in_use():
+    assert "oneDNN" in cpu_linear.describe("cpu")
+    with cpu_linear.use_path("torch"):
+        assert "x @ W" in cpu_linear.describe("cpu")
+    assert "x @ W" in cpu_linear.describe("cuda")  # GPUs keep PyTorch's own kernels
