@@ -14,11 +14,13 @@ gradient to build, it calls `linear`, which packs each weight once (again whenev
 changes) and runs oneDNN's product. Training, small weights, other devices and other dtypes
 keep `x @ W + b`. The packed copies double the weights' memory; the KV cache, and everything
 chapters 7 and 8 measure, is unchanged. `python -m llmlab.bench` reports the path it used and
-times the step both ways; `use_path("torch")` turns oneDNN off for a block of code.
+times the step both ways; `use_path("torch")` turns oneDNN off for a block of code, and the
+environment variable LLMLAB_CPU_LINEAR=torch turns it off for a whole process.
 """
 
 import contextlib
 import math
+import os
 import weakref
 
 import torch
@@ -130,5 +132,11 @@ def _linear_flops(x_shape, w_shape, *args, out_shape=None, **kwargs) -> int:
 
 ONEDNN_AVAILABLE = _onednn_works()
 if ONEDNN_AVAILABLE:
-    _path = "onednn"
     register_flop_formula(torch.ops.mkldnn._linear_pointwise)(_linear_flops)
+    _path = "onednn"
+# LLMLAB_CPU_LINEAR=torch keeps one copy of the weights, for a machine short of memory (a
+# GPT-2-small-shaped model packs 650 MB more).
+if (_choice := os.environ.get("LLMLAB_CPU_LINEAR")) is not None:
+    if _choice not in PATHS:
+        raise ValueError(f"LLMLAB_CPU_LINEAR must be one of {PATHS}, got {_choice!r}")
+    set_path(_choice)

@@ -5,6 +5,9 @@ stay out of training, and be counted by FlopCounterMode like the product it repl
 """
 
 import gc
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -165,3 +168,18 @@ def test_describe_names_the_kernel_in_use():
     with cpu_linear.use_path("torch"):
         assert "x @ W" in cpu_linear.describe("cpu")
     assert "x @ W" in cpu_linear.describe("cuda")  # GPUs keep PyTorch's own kernels
+
+
+@pytest.mark.parametrize("value, path", [("torch", "torch"), ("onednn", "onednn")])
+def test_the_environment_variable_chooses_the_path(value, path):
+    env = {**os.environ, "LLMLAB_CPU_LINEAR": value}
+    code = "from llmlab import cpu_linear; print(cpu_linear.get_path())"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.strip() == path, out.stderr
+
+
+def test_a_bad_environment_variable_is_named_in_the_error():
+    env = {**os.environ, "LLMLAB_CPU_LINEAR": "mkl"}
+    code = "import llmlab.cpu_linear"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode != 0 and "LLMLAB_CPU_LINEAR must be one of" in out.stderr
