@@ -15,6 +15,7 @@ import shutil
 import socket
 import subprocess
 import tarfile
+import tempfile
 import threading
 from pathlib import Path
 
@@ -197,19 +198,28 @@ def npm_package_file(package: str, version: str, member: str) -> Path:
             "npm is not installed (needed to fetch the widget manager for the widget test)"
         )
     folder.mkdir(parents=True, exist_ok=True)
-    result = subprocess.run(
-        [npm, "pack", f"{package}@{version}", "--silent", "--pack-destination", str(folder)],
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    tarballs = sorted(folder.glob("*.tgz"))
-    if result.returncode != 0 or not tarballs:
-        skip_or_fail(
-            f"npm pack {package}@{version} failed: {(result.stderr or result.stdout).strip()[-300:]}"
+    # Two test workers may want the same package at once: each packs and unpacks into its own
+    # folder, then moves the result into place; the second move finds it there and uses it.
+    with tempfile.TemporaryDirectory(dir=folder) as private:
+        result = subprocess.run(
+            [npm, "pack", f"{package}@{version}", "--silent", "--pack-destination", private],
+            capture_output=True,
+            text=True,
+            timeout=180,
         )
-    with tarfile.open(tarballs[0]) as tar:
-        tar.extractall(folder, filter="data")
+        tarballs = sorted(Path(private).glob("*.tgz"))
+        if result.returncode != 0 or not tarballs:
+            skip_or_fail(
+                f"npm pack {package}@{version} failed: "
+                f"{(result.stderr or result.stdout).strip()[-300:]}"
+            )
+        with tarfile.open(tarballs[0]) as tar:
+            tar.extractall(private, filter="data")
+        try:
+            os.rename(Path(private) / "package", folder / "package")
+        except OSError:
+            if not (folder / "package").is_dir():
+                raise
     assert target.exists(), f"{member} is not in npm package {package}@{version}"
     return target
 
