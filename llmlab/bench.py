@@ -68,9 +68,8 @@ def matvec_bandwidth(
     default kernel; "F.linear": W stored (out, in), as torch.nn.Linear does; "oneDNN packed": the
     product llmlab's Linear runs for inference on a CPU (llmlab/cpu_linear.py); "numpy x @ W": the
     same product by numpy's own BLAS (CPU only), a second opinion on what this memory can deliver
-    to a matrix-vector product. Several copies
-    of W, about nbytes in all, are used in turn so the weights come from memory, as in a real
-    model, and not from the cache of the last call.
+    to a matrix-vector product. Several copies of W, about nbytes in all, are used in turn so the
+    weights come from memory, as in a real model, and not from the cache of the last call.
     """
     if layout not in MATVEC_LAYOUTS:
         raise ValueError(f"layout must be one of {MATVEC_LAYOUTS}, got {layout!r}")

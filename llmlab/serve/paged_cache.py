@@ -68,8 +68,8 @@ class PagedBatch:
         for pool, new in ((self.pool.k[layer], k), (self.pool.v[layer], v)):
             pool.index_copy_(1, self.write_slots, new.transpose(0, 1).reshape(H, B * T, D))
         # Gather block by block: each index copies block_size x D contiguous numbers per head.
-        # Slot by slot (D numbers each) took 7 ms of a 31 ms GPT-2-small step at 512 positions;
-        # whole blocks take a fraction of a millisecond.
+        # Slot by slot (D numbers each) took 7.3 ms of a 31 ms GPT-2-small step at 512
+        # positions; whole blocks took 2.4 ms (torch.profiler, all 12 layers' K and V).
         bs = self.pool.block_size
         blocks = self.read_blocks
         S = blocks.numel() // B * bs
