@@ -183,3 +183,10 @@ def test_a_bad_environment_variable_is_named_in_the_error():
     code = "import llmlab.cpu_linear"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.returncode != 0 and "LLMLAB_CPU_LINEAR must be one of" in out.stderr
+
+
+def test_tensors_off_the_cpu_keep_torchs_kernel():
+    x, w = torch.empty(1, BIG[0], device="meta"), torch.empty(*BIG, device="meta")
+    with torch.no_grad():
+        assert not cpu_linear.use_onednn(x, w)
+        assert cpu_linear.use_onednn(torch.empty(1, BIG[0]), torch.empty(*BIG))
