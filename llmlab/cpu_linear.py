@@ -9,13 +9,15 @@ read 32-55 GB/s. oneDNN, the CPU library behind `torch.compile`'s inference kern
 the same weights at 25-30 GB/s for one to eight rows once they were copied into its own blocked
 layout ("packed"). A GPT-2-small decode step took 24 ms instead of 32.
 
-So Linear asks `use_onednn` first. On the CPU, in fp32, for a weight of 1 MiB or more, with no
-gradient to build, it calls `linear`, which packs each weight once (again whenever the weight
-changes) and runs oneDNN's product. Training, small weights, other devices and other dtypes
-keep `x @ W + b`. The packed copies double the weights' memory; the KV cache, and everything
-chapters 7 and 8 measure, is unchanged. `python -m llmlab.bench` reports the path it used and
-times the step both ways; `use_path("torch")` turns oneDNN off for a block of code, and the
-environment variable LLMLAB_CPU_LINEAR=torch turns it off for a whole process.
+Linear asks `use_onednn` first. By default the answer is no and every product is `x @ W + b`:
+the packed copies would double the weights' memory (a GPT-2-small-shaped model: 650 MB more,
+past what Binder grants a reader), and the gain belongs to some CPUs only (on an AVX2-only EPYC,
+MKL's one-row product already streamed the lm_head at 23 GB/s). Opt in with `use_path("onednn")`
+for a block of code, `set_path("onednn")`, or LLMLAB_CPU_LINEAR=onednn for a whole process; then,
+on the CPU, in fp32, for a weight of 1 MiB or more, with no gradient to build, `linear` packs each
+weight once (again whenever the weight changes) and runs oneDNN's product. Training, small
+weights, other devices and other dtypes always keep `x @ W + b`. `python -m llmlab.bench` times
+the step both ways, and chapter 10 compares the two kernels on the same bytes.
 """
 
 import contextlib
@@ -60,7 +62,7 @@ def _onednn_works() -> bool:
 
 
 def set_path(path: str):
-    """Choose the kernel for CPU inference: "onednn" (the default where it works) or "torch"."""
+    """Choose the kernel for CPU inference: "torch" (the default) or "onednn" (opt-in, where it works)."""
     global _path
     if path not in PATHS:
         raise ValueError(f"path must be one of {PATHS}, got {path!r}")
@@ -133,9 +135,8 @@ def _linear_flops(x_shape, w_shape, *args, out_shape=None, **kwargs) -> int:
 ONEDNN_AVAILABLE = _onednn_works()
 if ONEDNN_AVAILABLE:
     register_flop_formula(torch.ops.mkldnn._linear_pointwise)(_linear_flops)
-    _path = "onednn"
-# LLMLAB_CPU_LINEAR=torch keeps one copy of the weights, for a machine short of memory (a
-# GPT-2-small-shaped model packs 650 MB more).
+# The default is PyTorch's own kernel: one copy of the weights, which is what every reader's
+# memory (Binder grants 1-2 GB) can pay for. LLMLAB_CPU_LINEAR=onednn opts a whole process in.
 if (_choice := os.environ.get("LLMLAB_CPU_LINEAR")) is not None:
     if _choice not in PATHS:
         raise ValueError(f"LLMLAB_CPU_LINEAR must be one of {PATHS}, got {_choice!r}")

@@ -60,9 +60,10 @@ class GPTConfig:
 class Linear(nn.Module):
     """y = x @ W + b, with W stored as (in, out) so the code reads like the maths.
 
-    When the model runs on a CPU without gradients (decoding), a large weight's product goes to
-    oneDNN, which streams few-row products faster than PyTorch's default (MKL) on some CPUs:
-    cpu_linear.py says why, and `python -m llmlab.bench` measures both.
+    On a CPU, a process may opt in to oneDNN for inference products (`cpu_linear.use_path`),
+    which streams few-row products faster than PyTorch's default (MKL) on some CPUs at the cost
+    of a second, packed copy of each weight: cpu_linear.py says why, `python -m llmlab.bench`
+    measures both.
     """
 
     def __init__(self, n_in: int, n_out: int):

@@ -24,44 +24,66 @@ def loop(
     refeed_prompt=False,
     advance=True,
     advance_per_layer=False,
+    advance_before=False,
     new_cache_each_step=False,
     logits_position=-1,
     softmax=False,
+    log_softmax=False,
     only_new=False,
     extra_step=False,
     sample=False,
+    position_shift=0,
+    decode_position_shift=0,
+    skip_final_norm=False,
+    swap_pair=False,
+    stack_dim=1,
+    cache_len=None,
+    cache_batch=None,
+    keepdim=True,
+    pass_cache=True,
 ):
     """A generate_cached written from the model's parts, with one slip switched on."""
 
     @torch.no_grad()
     def generate_cached(model, prompt_ids, max_new_tokens):
         B, P = prompt_ids.shape
-        cache = model.new_kv_cache(B)  # block_size long: room for the slips to run
+        length = None if cache_len is None else cache_len(P, max_new_tokens)
+        cache = model.new_kv_cache(cache_batch or B, length)  # block_size long by default
         ids, new, rows = prompt_ids, prompt_ids, []
         for step in range(max_new_tokens + (1 if extra_step else 0)):
             if new_cache_each_step:
                 cache = model.new_kv_cache(B)
             feed = ids if refeed_prompt and step > 0 else new
             start = 0 if restart_positions else cache.length
+            start += position_shift + (decode_position_shift if step > 0 else 0)
             x = model.wte(feed) + model.wpe(torch.arange(start, start + feed.size(1)))
+            if advance_before:
+                cache.advance(feed.size(1))
             for layer, block in enumerate(model.blocks):
-                x, _ = block(x, cache, layer)
+                x, _ = block(x, cache if pass_cache else None, layer)
                 if advance_per_layer:
                     cache.advance(feed.size(1))
-            if advance and not advance_per_layer:
+            if advance and not advance_per_layer and not advance_before:
                 cache.advance(feed.size(1))
-            logits = model.lm_head(model.ln_f(x[:, logits_position]))  # (B, V)
+            h = x[:, logits_position]
+            logits = model.lm_head(h if skip_final_norm else model.ln_f(h))  # (B, V)
             if step == max_new_tokens:
                 break
             if sample:
                 g = torch.Generator().manual_seed(step)
                 next_id = torch.multinomial(torch.softmax(logits, -1), 1, generator=g)
             else:
-                next_id = logits.argmax(dim=-1, keepdim=True)
-            rows.append(torch.softmax(logits, -1) if softmax else logits)
+                next_id = logits.argmax(dim=-1, keepdim=keepdim)
+            if softmax:
+                rows.append(torch.softmax(logits, -1))
+            elif log_softmax:
+                rows.append(torch.log_softmax(logits, -1))
+            else:
+                rows.append(logits)
             ids, new = torch.cat([ids, next_id], dim=1), next_id
         out = ids[:, P:] if only_new else ids
-        return out, torch.stack(rows, dim=1)
+        pair = (out, torch.stack(rows, dim=stack_dim))
+        return pair[::-1] if swap_pair else pair
 
     return generate_cached
 
@@ -76,26 +98,58 @@ def uncached(model, prompt_ids, max_new_tokens):
     return ids, torch.stack(rows, dim=1)
 
 
-GALLERY = [
-    (loop(restart_positions=True), "prefill, then one token per step", "positions restarted at 0"),
-    (loop(refeed_prompt=True), "prefill, then one token per step", "is fed again every step"),
-    (loop(advance=False), "prefill, then one token per step", "the cache was not advanced"),
-    (loop(advance_per_layer=True), "prefill, then one token per step", "(not once per layer)"),
-    (loop(new_cache_each_step=True), "prefill, then one token per step", "used a new cache"),
-    (uncached, "prefill, then one token per step", "no step used a KV cache"),
+def token_by_token_prefill(model, prompt_ids, max_new_tokens):
+    """Feeds the prompt one token at a time: right tokens, but no prefill."""
+    B, P = prompt_ids.shape
+    cache = model.new_kv_cache(B, P + max_new_tokens)
+    ids, rows = prompt_ids, []
+    with torch.no_grad():
+        for i in range(P):
+            logits = model(prompt_ids[:, i : i + 1], kv_cache=cache)[:, -1]
+        for _ in range(max_new_tokens):
+            rows.append(logits)
+            new = logits.argmax(-1, keepdim=True)
+            ids = torch.cat([ids, new], dim=1)
+            if len(rows) < max_new_tokens:
+                logits = model(new, kv_cache=cache)[:, -1]
+    return ids, torch.stack(rows, dim=1)
+
+
+STEPS = "prefill, then one token per step"
+GALLERY = [  # (learner's generate_cached, check that must FAIL, words its message must contain)
+    (loop(restart_positions=True), STEPS, "positions restarted at 0"),
+    (loop(refeed_prompt=True), STEPS, "is fed again every step"),
+    (loop(advance=False), STEPS, "the cache was not advanced"),
+    (loop(advance_per_layer=True), STEPS, "(not once per layer)"),
+    (loop(advance_before=True), STEPS, "advance it after the blocks have run"),
+    (loop(new_cache_each_step=True), STEPS, "used a new cache"),
+    (uncached, STEPS, "no step used a KV cache: make one"),
+    (loop(pass_cache=False), STEPS, "a cache was made but no block was given it"),
+    (loop(position_shift=1), STEPS, "the prefill used positions 1..5"),
+    (loop(decode_position_shift=1), STEPS, "one too far"),
+    (token_by_token_prefill, STEPS, "the first step (the prefill) fed 1 token;"),
     (loop(logits_position=0), "logits", "step 0's logits are those of the prompt's first position"),
     (loop(softmax=True), "logits", "these are probabilities (softmax)"),
+    (loop(log_softmax=True), "logits", "log-probabilities (log_softmax"),
+    (loop(skip_final_norm=True), "logits", "the final layer norm is skipped"),
     (loop(only_new=True), "returns (ids, logits)", "only the new tokens"),
-    (
-        loop(extra_step=True),
-        "prefill, then one token per step",
-        "the last token is picked, never fed",
-    ),
+    (loop(swap_pair=True), "returns (ids, logits)", "the pair is the wrong way round"),
+    (loop(stack_dim=0), "returns (ids, logits)", "steps first: stack the rows along dim 1"),
+    (loop(extra_step=True), STEPS, "the last token is picked, never fed"),
     (loop(sample=True), "tokens", "pick greedily"),
+    (loop(cache_len=lambda p, n: p), STEPS, "the cache is too short"),
+    (loop(cache_len=lambda p, n: p), STEPS, "raised ValueError (kv_cache is full"),
+    (loop(cache_batch=1), STEPS, "the cache was made for another batch size"),
+    (loop(keepdim=False), STEPS, "keepdim=True gives (B, 1)"),
+    (loop(keepdim=False), "tokens", "raised RuntimeError"),
 ]
 
 
-@pytest.mark.parametrize("fn, check, words", GALLERY, ids=[words for _, _, words in GALLERY])
+def test_the_gallery_is_large_enough():
+    assert len({id(fn) for fn, _, _ in GALLERY}) >= 15
+
+
+@pytest.mark.parametrize("fn, check, words", GALLERY, ids=[w for _, _, w in GALLERY])
 def test_each_classic_slip_fails_with_its_sentence(fn, check, words):
     assert_fails_with(statuses(fn), check, words)
 
@@ -151,6 +205,52 @@ def preallocated(model, prompt_ids, max_new_tokens):
     return ids, out
 
 
-@pytest.mark.parametrize("fn", [via_model_forward, preallocated, loop()])
+def indexes_the_position_table(model, prompt_ids, max_new_tokens):
+    """Correct too: wpe.weight[positions] (no call to wpe), positions as a (B, T) tensor."""
+    B, P = prompt_ids.shape
+    cache = model.new_kv_cache(B, P + max_new_tokens)
+    ids, new, rows = prompt_ids, prompt_ids, []
+    for _ in range(max_new_tokens):  # no no_grad: the logits carry autograd history
+        T = new.size(1)
+        positions = torch.arange(cache.length, cache.length + T).expand(B, T)
+        x = model.wte(new) + model.wpe.weight[positions]
+        for layer, block in enumerate(model.blocks):
+            x, _ = block(x, cache, layer)
+        cache.advance(T)
+        logits = model.lm_head(model.ln_f(x))[:, -1]
+        rows.append(logits)
+        new = logits.argmax(-1).unsqueeze(1)
+        ids = torch.cat([ids, new], dim=1)
+    return ids, torch.stack(rows, dim=1)
+
+
+def expanded_positions(model, prompt_ids, max_new_tokens):
+    """Correct too: (B, T) positions through wpe, every new token collected in a list."""
+    B, P = prompt_ids.shape
+    cache = model.new_kv_cache(B)
+    new_tokens, rows, new = [], [], prompt_ids
+    with torch.inference_mode():
+        while len(new_tokens) < max_new_tokens:
+            pos = cache.positions(new.size(1)).unsqueeze(0).repeat(B, 1)
+            x = model.wte(new) + model.wpe(pos)
+            for layer in range(len(model.blocks)):
+                x = model.blocks[layer](x, kv_cache=cache, layer=layer)[0]
+            cache.advance(new.size(1))
+            row = model.lm_head(model.ln_f(x[:, -1, :]))
+            rows.append(row.float())
+            new = row.argmax(dim=1, keepdim=True)
+            new_tokens.append(new)
+    return torch.cat([prompt_ids, *new_tokens], dim=1), torch.stack(rows, 1)
+
+
+RIGHT = [via_model_forward, preallocated, loop(), indexes_the_position_table, expanded_positions]
+
+
+@pytest.mark.parametrize("fn", RIGHT, ids=lambda f: f.__name__)
 def test_correct_variants_pass_all(fn):
     assert check_generate_cached(fn).solved
+
+
+def test_a_crash_is_reported_as_a_crash_not_a_step_count():
+    status, message = statuses(loop(keepdim=False))[STEPS]
+    assert status != PASS and "raised" in message and "times for" not in message

@@ -1,19 +1,23 @@
-"""Exercise 7's checks can fail, and say what is wrong in one sentence.
+"""Exercise 7's checks never mislead: a gallery of wrong answers and of right ones.
 
-Each broken kv_cache_size below makes one classic mistake; the named check must FAIL with a
-message naming it, while the reference solution and other correct ways of writing it pass.
+WRONG holds plausible mistakes in the KV-cache size formula and its input checks, each written
+the way a learner writes it; the named check must FAIL with the sentence that names it. RIGHT
+holds correct answers written in other ways (the engine's calculator, math.prod, numpy, a meta
+tensor's nbytes, bits // 8); each must PASS every check.
 """
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from notebook_tools import assert_fails_with, load_solution
 
 from llmlab.checks import PASS, TODO, run_checks
-from llmlab.checks.ex07_kv_cache_size import CHECKS, check_kv_cache_size
+from llmlab.checks.ex07_kv_cache_size import CASES, CHECKS, MISTAKES, check_kv_cache_size
 from llmlab.shapes import kv_cache_bytes_for
 
+SOLUTION = load_solution("07_kv_cache_size").kv_cache_size
 BYTES = {"fp32": 4, "fp16": 2, "bf16": 2, "fp8": 1, "int8": 1}
 
 
@@ -21,38 +25,58 @@ def statuses(fn):
     return {r.name: (r.status, r.message) for r in run_checks(CHECKS, fn, "kv_cache_size").results}
 
 
-def _validated(formula):
+def _validated(formula, sizes=BYTES):
     """A kv_cache_size that validates its input like the solution, then applies `formula`."""
 
     def kv_cache_size(model, seq_len, batch_size=1, dtype="fp16"):
         if dtype not in BYTES or seq_len < 0 or batch_size < 1:
-            raise ValueError("bad input")
-        return formula(model, seq_len, batch_size, dtype)
+            raise ValueError("bad input: dtype, seq_len or batch_size")
+        return formula(model, seq_len, batch_size, dtype, sizes)
 
     return kv_cache_size
 
 
+def _formula(m, t, b, d, sizes):
+    return 2 * m.n_layer * b * m.n_kv_head * t * m.head_dim * sizes[d]
+
+
 # The classic mistakes, written as a learner would write them.
-query_heads = _validated(
-    lambda m, t, b, d: 2 * m.n_layer * b * m.n_head * t * m.head_dim * BYTES[d]
+query_heads = _validated(lambda m, t, b, d, s: 2 * m.n_layer * b * m.n_head * t * m.head_dim * s[d])
+n_embd_width = _validated(lambda m, t, b, d, s: 2 * m.n_layer * b * t * m.n_embd * s[d])
+kv_heads_times_n_embd = _validated(
+    lambda m, t, b, d, s: 2 * m.n_layer * b * m.n_kv_head * t * m.n_embd * s[d]
 )
-n_embd_width = _validated(lambda m, t, b, d: 2 * m.n_layer * b * t * m.n_embd * BYTES[d])
-no_factor_two = _validated(
-    lambda m, t, b, d: m.n_layer * b * m.n_kv_head * t * m.head_dim * BYTES[d]
+head_dim_from_n_embd = _validated(
+    lambda m, t, b, d, s: 2 * m.n_layer * b * m.n_kv_head * t * (m.n_embd // m.n_head) * s[d]
 )
-bits_not_bytes = _validated(
-    lambda m, t, b, d: 2 * m.n_layer * b * m.n_kv_head * t * m.head_dim * 8 * BYTES[d]
+no_factor_two = _validated(lambda m, t, b, d, s: _formula(m, t, b, d, s) // 2)
+factor_four = _validated(lambda m, t, b, d, s: 2 * _formula(m, t, b, d, s))
+bits_not_bytes = _validated(lambda m, t, b, d, s: _formula(m, t, b, d, s) * 8)
+no_layers = _validated(lambda m, t, b, d, s: 2 * b * m.n_kv_head * t * m.head_dim * s[d])
+no_batch = _validated(lambda m, t, b, d, s: 2 * m.n_layer * m.n_kv_head * t * m.head_dim * s[d])
+no_seq_len = _validated(lambda m, t, b, d, s: 2 * m.n_layer * b * m.n_kv_head * m.head_dim * s[d])
+seq_len_plus_one = _validated(lambda m, t, b, d, s: _formula(m, t + 1, b, d, s))
+always_fp32 = _validated(lambda m, t, b, d, s: 2 * m.n_layer * b * m.n_kv_head * t * m.head_dim * 4)
+always_fp16 = _validated(lambda m, t, b, d, s: 2 * m.n_layer * b * m.n_kv_head * t * m.head_dim * 2)
+head_dim_twice = _validated(lambda m, t, b, d, s: _formula(m, t, b, d, s) * m.head_dim)
+in_gib = _validated(lambda m, t, b, d, s: _formula(m, t, b, d, s) / 2**30)
+in_gb = _validated(lambda m, t, b, d, s: _formula(m, t, b, d, s) / 1e9)
+bf16_as_four = _validated(_formula, {**BYTES, "bf16": 4})
+fp8_as_two = _validated(_formula, {**BYTES, "fp8": 2})
+as_float = _validated(lambda m, t, b, d, s: float(_formula(m, t, b, d, s)))
+bits_over_eight = _validated(lambda m, t, b, d, s: _formula(m, t, b, d, s) * 8 / 8)
+as_tensor = _validated(
+    lambda m, t, b, d, s: torch.tensor([2, m.n_layer, b, m.n_kv_head, t, m.head_dim, s[d]]).prod()
 )
-no_layers = _validated(lambda m, t, b, d: 2 * b * m.n_kv_head * t * m.head_dim * BYTES[d])
-no_batch = _validated(lambda m, t, b, d: 2 * m.n_layer * m.n_kv_head * t * m.head_dim * BYTES[d])
-no_seq_len = _validated(lambda m, t, b, d: 2 * m.n_layer * b * m.n_kv_head * m.head_dim * BYTES[d])
-always_fp32 = _validated(lambda m, t, b, d: 2 * m.n_layer * b * m.n_kv_head * t * m.head_dim * 4)
-in_gib = _validated(
-    lambda m, t, b, d: 2 * m.n_layer * b * m.n_kv_head * t * m.head_dim * BYTES[d] / 2**30
-)
-as_float = _validated(
-    lambda m, t, b, d: float(2 * m.n_layer * b * m.n_kv_head * t * m.head_dim * BYTES[d])
-)
+
+
+def no_fp8(model, seq_len, batch_size=1, dtype="fp16"):
+    sizes = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1}
+    if seq_len < 0 or batch_size < 1:
+        raise ValueError("seq_len and batch_size must be positive")
+    return (
+        2 * model.n_layer * batch_size * model.n_kv_head * seq_len * model.head_dim * sizes[dtype]
+    )
 
 
 def key_error_on_bad_dtype(model, seq_len, batch_size=1, dtype="fp16"):
@@ -62,45 +86,139 @@ def key_error_on_bad_dtype(model, seq_len, batch_size=1, dtype="fp16"):
 
 
 def no_validation(model, seq_len, batch_size=1, dtype="fp16"):
-    return (
-        2
-        * model.n_layer
-        * batch_size
-        * model.n_kv_head
-        * seq_len
-        * model.head_dim
-        * BYTES.get(dtype, 2)
-    )
+    per = BYTES.get(dtype, 2)
+    return 2 * model.n_layer * batch_size * model.n_kv_head * seq_len * model.head_dim * per
+
+
+def rejects_seq_len_zero(model, seq_len, batch_size=1, dtype="fp16"):
+    if seq_len <= 0:
+        raise ValueError(f"seq_len must be positive, got {seq_len}")
+    return SOLUTION(model, seq_len, batch_size, dtype)
+
+
+def only_batch_zero(model, seq_len, batch_size=1, dtype="fp16"):
+    if dtype not in BYTES or seq_len < 0 or batch_size == 0:
+        raise ValueError("bad input")
+    return _formula(model, seq_len, batch_size, dtype, BYTES)
+
+
+def default_fp32(model, seq_len, batch_size=1, dtype="fp32"):
+    return SOLUTION(model, seq_len, batch_size, dtype)
+
+
+def no_defaults(model, seq_len, batch_size, dtype):
+    return SOLUTION(model, seq_len, batch_size, dtype)
+
+
+def other_names(model, seq_len, batch=1, dtype="fp16"):
+    return SOLUTION(model, seq_len, batch, dtype)
+
+
+def kv_heads_attribute(model, seq_len, batch_size=1, dtype="fp16"):
+    return SOLUTION(model, seq_len, batch_size, dtype) // model.n_kv_head * model.num_kv_heads
+
+
+WRONG = [  # (learner's kv_cache_size, check that must FAIL, words its message must contain)
+    (query_heads, "GQA (Llama-2-70B)", "only 8 key/value heads"),
+    (query_heads, "every factor", "counts query heads (n_head) instead of key/value heads"),
+    (n_embd_width, "every factor", "it uses n_embd for the width"),
+    (kv_heads_times_n_embd, "every factor", "multiplies n_kv_head by n_embd"),
+    (head_dim_from_n_embd, "every factor", "computes head_dim as n_embd // n_head"),
+    (no_factor_two, "Llama-2-7B", "524,288 bytes per token; got 262,144 (0.5x"),
+    (no_factor_two, "every factor", "keys AND values, a factor 2"),
+    (factor_four, "every factor", "counted twice"),
+    (bits_not_bytes, "every factor", "counts bits, not bytes"),
+    (no_layers, "every factor", "leaves out the layers"),
+    (no_batch, "every factor", "leaves out batch_size"),
+    (no_seq_len, "every factor", "leaves out seq_len"),
+    (seq_len_plus_one, "every factor", "seq_len + 1"),
+    (always_fp32, "every factor", "always uses 4 bytes (fp32)"),
+    (always_fp16, "every factor", "always uses 2 bytes (fp16)"),
+    (head_dim_twice, "every factor", "head_dim twice"),
+    (in_gib, "every factor", "answers in GiB"),
+    (in_gb, "every factor", "answers in GB"),
+    (bf16_as_four, "every factor", "it counts bf16 as 4 bytes per number; bf16 is 2"),
+    (fp8_as_two, "every factor", "it counts fp8 as 2 bytes per number; fp8 is 1"),
+    (no_fp8, "every factor", 'the task lists dtype "fp8" (1 byte per number)'),
+    (as_float, "returns an int", "returned the float"),
+    (bits_over_eight, "returns an int", "// instead of /"),
+    (as_tensor, "returns an int", "torch.Tensor holding the right value"),
+    (key_error_on_bad_dtype, "bad input", "raised KeyError ('fp4'); raise ValueError"),
+    (no_validation, "bad input", "should raise ValueError"),
+    (only_batch_zero, "bad input", "a negative batch_size (-2) returned"),
+    (rejects_seq_len_zero, "empty cache", "an empty cache is allowed"),
+    (default_fp32, "defaults", 'the default is dtype="fp16"'),
+    (no_defaults, "defaults", 'kv_cache_size(model, seq_len, batch_size=1, dtype="fp16")'),
+    (other_names, "defaults", "with those names and defaults"),
+    (kv_heads_attribute, "Llama-2-7B", "n_layer, n_embd, n_head, n_kv_head and head_dim"),
+]
+
+
+def test_the_gallery_is_large_enough():
+    assert len({id(fn) for fn, _, _ in WRONG}) >= 15
+
+
+@pytest.mark.parametrize("broken, check, words", WRONG, ids=[w for _, _, w in WRONG])
+def test_each_mistake_fails_its_check_with_a_reason(broken, check, words):
+    assert_fails_with(statuses(broken), check, words)
+
+
+@pytest.mark.parametrize("broken, check, words", WRONG, ids=[w for _, _, w in WRONG])
+def test_no_named_mistake_gets_the_generic_message(broken, check, words):
+    assert "expected" not in statuses(broken)["every factor"][1]
+
+
+def test_the_cases_tell_every_mistake_apart():
+    answers = [tuple(wrong(*case) for case in CASES) for _, wrong in MISTAKES]
+    right = tuple(SOLUTION(*case) for case in CASES)
+    assert len(set(answers)) == len(answers) and right not in answers
+
+
+def test_a_wrong_value_is_not_blamed_on_its_type():
+    status, message = statuses(in_gib)["returns an int"]
+    assert status != PASS and "not right yet" in message and "float" not in message
+
+
+def test_gqa_mistake_passes_on_mha_only():
+    result = statuses(query_heads)
+    assert result["Llama-2-7B"][0] == PASS  # MHA: n_head == n_kv_head, the slip hides
 
 
 def test_reference_solution_passes_all():
-    report = check_kv_cache_size(load_solution("07_kv_cache_size").kv_cache_size)
+    report = check_kv_cache_size(SOLUTION)
     assert report.solved and len(report.results) == len(CHECKS)
 
 
-# Correct variants: the engine's calculator, a product over a list, a meta tensor's nbytes.
-via_engine = _validated(lambda m, t, b, d: kv_cache_bytes_for(m, t, b, d))
+# Correct variants: the engine's calculator, a product over a list, numpy, a meta tensor's
+# nbytes, bits // 8.
+via_engine = _validated(lambda m, t, b, d, s: kv_cache_bytes_for(m, t, b, d))
 via_prod = _validated(
-    lambda m, t, b, d: math.prod([2, m.n_layer, b, m.n_kv_head, t, m.head_dim, BYTES[d]])
+    lambda m, t, b, d, s: math.prod([2, m.n_layer, b, m.n_kv_head, t, m.head_dim, s[d]])
 )
-_TORCH = {
-    "fp32": torch.float32,
-    "fp16": torch.float16,
-    "bf16": torch.bfloat16,
-    "fp8": torch.int8,
-    "int8": torch.int8,
-}
+via_numpy = _validated(
+    lambda m, t, b, d, s: np.prod(
+        [2, m.n_layer, b, m.n_kv_head, t, m.head_dim, s[d]], dtype=np.int64
+    )
+)
+_TORCH = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16,
+          "fp8": torch.float8_e4m3fn, "int8": torch.int8}  # fmt: skip
 via_meta_tensor = _validated(
-    lambda m, t, b, d: (
+    lambda m, t, b, d, s: (
         torch.empty(
             2, m.n_layer, b, m.n_kv_head, t, m.head_dim, dtype=_TORCH[d], device="meta"
         ).nbytes
     )
 )
+_BITS = {"fp32": 32, "fp16": 16, "bf16": 16, "fp8": 8, "int8": 8}
+via_bits = _validated(
+    lambda m, t, b, d, s: 2 * m.n_layer * b * m.n_kv_head * t * m.head_dim * _BITS[d] // 8
+)
+
+RIGHT = [SOLUTION, via_engine, via_prod, via_numpy, via_meta_tensor, via_bits]
 
 
-@pytest.mark.parametrize("correct", [via_engine, via_prod, via_meta_tensor])
-def test_correct_variants_pass(correct):
+@pytest.mark.parametrize("correct", RIGHT, ids=lambda f: getattr(f, "__name__", "?"))
+def test_each_correct_variant_passes_every_check(correct):
     assert check_kv_cache_size(correct).solved
 
 
@@ -109,31 +227,3 @@ def test_stub_reports_todo_everywhere():
         raise NotImplementedError
 
     assert {r.status for r in check_kv_cache_size(kv_cache_size).results} == {TODO}
-
-
-@pytest.mark.parametrize(
-    "broken, check, words",
-    [
-        (query_heads, "GQA (Llama-2-70B)", "only 8 key/value heads"),
-        (query_heads, "every factor", "counts query heads (n_head) instead of key/value heads"),
-        (n_embd_width, "every factor", "it uses n_embd for the width"),
-        (no_factor_two, "Llama-2-7B", "524,288 bytes per token"),
-        (no_factor_two, "every factor", "keys AND values, a factor 2"),
-        (bits_not_bytes, "every factor", "counts bits, not bytes"),
-        (no_layers, "every factor", "leaves out the layers"),
-        (no_batch, "every factor", "leaves out batch_size"),
-        (no_seq_len, "every factor", "leaves out seq_len"),
-        (always_fp32, "every factor", "always uses 4 bytes (fp32)"),
-        (in_gib, "every factor", "answers in GiB"),
-        (as_float, "returns an int", "return an int"),
-        (key_error_on_bad_dtype, "bad input", "raised KeyError; raise ValueError"),
-        (no_validation, "bad input", "should raise ValueError"),
-    ],
-)
-def test_each_mistake_fails_its_check_with_a_reason(broken, check, words):
-    assert_fails_with(statuses(broken), check, words)
-
-
-def test_gqa_mistake_passes_on_mha_only():
-    result = statuses(query_heads)
-    assert result["Llama-2-7B"][0] == PASS  # MHA: n_head == n_kv_head, the slip hides

@@ -5,6 +5,7 @@ must FAIL with a message naming it, while the reference solution and other corre
 writing it pass.
 """
 
+import numpy as np
 import pytest
 import torch
 from notebook_tools import assert_fails_with, load_solution
@@ -97,6 +98,65 @@ def divides_by_scale(q, scale):
     return q.float() / scale
 
 
+def per_head(x):  # one scale over all tokens of a head
+    scale = x.abs().amax(dim=(-2, -1), keepdim=True) / 127
+    return _codes(x, scale), scale
+
+
+def over_heads(x):
+    scale = x.abs().amax(dim=1, keepdim=True) / 127
+    return _codes(x, scale), scale
+
+
+def over_batch(x):
+    scale = x.abs().amax(dim=0, keepdim=True) / 127
+    return _codes(x, scale), scale
+
+
+def mean_not_max(x):
+    scale = x.abs().mean(dim=-1, keepdim=True) / 127
+    return _codes(x, scale), scale
+
+
+def zero_point(x):
+    low, high = x.amin(-1, keepdim=True), x.amax(-1, keepdim=True)
+    scale = (high - low) / 255
+    return torch.round((x - low) / scale - 128).clamp(-128, 127).to(torch.int8), scale
+
+
+def multiplies(x):
+    scale = x.abs().amax(dim=-1, keepdim=True) / 127
+    return torch.round(x * scale).clamp(-127, 127).to(torch.int8), scale
+
+
+def max_returns_a_pair(x):
+    scale = x.abs().max(dim=-1, keepdim=True) / 127
+    return _codes(x, scale), scale
+
+
+def in_place(x):
+    scale = x.abs().amax(dim=-1, keepdim=True) / 127
+    x /= torch.where(scale > 0, scale, torch.ones_like(scale))
+    return x.round_().clamp_(-127, 127).to(torch.int8), scale
+
+
+def ceils(x):
+    scale = x.abs().amax(dim=-1, keepdim=True) / 127
+    return _codes(x, scale, rounding=torch.ceil), scale
+
+
+def dequantize_float16(q, scale):
+    return q.half() * scale.half()
+
+
+def dequantize_divides_by_127(q, scale):
+    return q.float() * scale / 127
+
+
+def dequantize_squeezed(q, scale):
+    return q.float() * scale.squeeze(-1)
+
+
 def test_reference_solution_passes_all():
     report = check_kv_int8(*solution())
     assert report.solved and len(report.results) == len(CHECKS)
@@ -118,13 +178,49 @@ def einsum_dequantize(q, scale):
     return torch.einsum("bhtd,bhtz->bhtd", q.float(), scale.float())
 
 
+def numpy_quantize(x):
+    a = x.numpy()
+    scale = np.abs(a).max(axis=-1, keepdims=True) / np.float32(127)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        q = np.nan_to_num(np.rint(a / scale))
+    return torch.from_numpy(q.astype(np.int8)), torch.from_numpy(scale)
+
+
+def round_half_up_no_clamp(x):  # |x| / scale never exceeds 127, so clamping is optional
+    scale = x.abs().amax(dim=-1, keepdim=True) / 127
+    q = torch.floor(x / scale.clamp_min(1e-30) + 0.5)
+    return q.to(torch.int8), scale
+
+
+def float64_inside(x):
+    x64 = x.double()
+    scale = x64.abs().amax(dim=-1, keepdim=True) / 127
+    q = torch.where(scale > 0, x64 / scale, torch.zeros_like(x64)).round()
+    return q.clamp(-127, 127).to(torch.int8), scale.to(x.dtype)
+
+
+def eps_guard(x):
+    scale = x.abs().amax(dim=-1, keepdim=True) / 127 + 1e-12
+    return (x / scale).round().clamp(-127, 127).char(), scale
+
+
+def numpy_dequantize(q, scale):
+    return torch.from_numpy(q.numpy().astype(np.float32) * scale.numpy())
+
+
+RIGHT = [
+    (engine_quantize, dequantize_int8),
+    (float16_scales, dequantize_to_float32),
+    (engine_quantize, einsum_dequantize),
+    (numpy_quantize, numpy_dequantize),
+    (round_half_up_no_clamp, dequantize_int8),
+    (float64_inside, einsum_dequantize),
+    (eps_guard, numpy_dequantize),
+]
+
+
 @pytest.mark.parametrize(
-    "quantize_kv, dequantize_kv",
-    [
-        (engine_quantize, dequantize_int8),
-        (float16_scales, dequantize_to_float32),
-        (engine_quantize, einsum_dequantize),
-    ],
+    "quantize_kv, dequantize_kv", RIGHT, ids=lambda f: getattr(f, "__name__", "?")
 )
 def test_correct_variants_pass(quantize_kv, dequantize_kv):
     assert check_kv_int8(quantize_kv, dequantize_kv).solved
@@ -170,10 +266,37 @@ def test_stub_reports_todo_everywhere():
         (None, divides_by_scale, "dequantize", "divides by scale"),
         (None, forgets_the_scale, "trained model", "logits move by up to"),
         (max_not_abs, None, "trained model", "logits move by up to"),
+        (per_head, None, "scale per token", "one scale per head, over all its tokens"),
+        (over_heads, None, "scale per token", "taken over the heads (dim 1)"),
+        (over_batch, None, "scale per token", "taken over the batch (dim 0)"),
+        (mean_not_max, None, "scale per token", "the mean of |x|, not the max"),
+        (zero_point, None, "scale per token", "asymmetric (zero-point) scale"),
+        (multiplies, None, "round trip", "x is multiplied by the scale; divide it"),
+        (max_returns_a_pair, None, "int8 codes", "take .values, or use"),
+        (in_place, None, "x unchanged", "changed x in place"),
+        (ceils, None, "round trip", "rounded up (ceil)"),
+        (None, dequantize_float16, "dequantize", "returns torch.float16, which rounds"),
+        (None, dequantize_float16, "round trip", "returns torch.float16, which rounds"),
+        (None, dequantize_divides_by_127, "dequantize", "divides by 127 again"),
+        (None, dequantize_squeezed, "dequantize", "broadcasts against x (B, H, T, D) as it is"),
     ],
 )
 def test_each_mistake_fails_its_check_with_a_reason(quantize_kv, dequantize_kv, check, words):
     assert_fails_with(statuses(quantize_kv or solution()[0], dequantize_kv), check, words)
+
+
+def test_the_gallery_is_large_enough():
+    wrong = [
+        name for name, value in globals().items() if callable(value) and name in _GALLERY_NAMES
+    ]
+    assert len(wrong) >= 15
+
+
+_GALLERY_NAMES = """global_scale per_channel no_keepdim max_not_abs divide_by_128_no_clamp
+divide_by_128_clamped unsigned_range uint8_codes truncates floors no_cast returns_codes_only
+forgets_the_scale divides_by_scale per_head over_heads over_batch mean_not_max zero_point
+multiplies max_returns_a_pair in_place ceils dequantize_float16 dequantize_divides_by_127
+dequantize_squeezed""".split()
 
 
 def test_trained_model_check_error_is_small_for_the_solution():

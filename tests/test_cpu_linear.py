@@ -1,6 +1,6 @@
-"""llmlab.cpu_linear: the oneDNN product Linear uses for inference on a CPU.
+"""llmlab.cpu_linear: the oneDNN product Linear may use for inference on a CPU (opt-in).
 
-It must compute x @ W + b (any leading shape, any row count), notice when a weight changes,
+By default Linear keeps x @ W + b and one copy of the weights. Opted in, oneDNN must compute x @ W + b (any leading shape, any row count), notice when a weight changes,
 stay out of training, and be counted by FlopCounterMode like the product it replaces.
 """
 
@@ -21,6 +21,25 @@ pytestmark = pytest.mark.skipif(
 )
 
 BIG = (768, 512)  # 393,216 weights: above MIN_WEIGHT_ELEMENTS, so Linear takes the oneDNN path
+
+
+@pytest.fixture(autouse=True)
+def opted_in():
+    """Every test here runs with oneDNN chosen (the default is PyTorch's kernel)."""
+    with cpu_linear.use_path("onednn"):
+        yield
+
+
+def test_the_default_keeps_one_copy_of_the_weights():
+    env = {k: v for k, v in os.environ.items() if k != "LLMLAB_CPU_LINEAR"}
+    code = (
+        "import torch; from llmlab import cpu_linear; from llmlab.model import Linear\n"
+        "layer = Linear(768, 512)\n"
+        "with torch.no_grad(): layer(torch.randn(1, 768))\n"
+        "print(cpu_linear.get_path(), len(cpu_linear._packed))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.split() == ["torch", "0"], out.stderr
 
 
 def linear_layer(shape=BIG, seed=0):

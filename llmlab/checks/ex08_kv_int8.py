@@ -12,7 +12,7 @@ recognised and named.
 import torch
 
 from llmlab.agreement import VOCAB
-from llmlab.checks import CheckFailed, run_checks
+from llmlab.checks import CheckFailed, crashed, run_checks
 
 B, H, T, D = 2, 3, 5, 8
 FUNCTION_NAMES = "quantize_kv/dequantize_kv"
@@ -34,14 +34,48 @@ def _split(fns):
     return quantize_kv, dequantize_kv
 
 
+def _hint(error):
+    text = str(error)
+    if "return_types" in text:
+        return (
+            "x.abs().max(dim=-1) returns a pair (values, indices): take .values, or use "
+            "x.abs().amax(dim=-1, keepdim=True)"
+        )
+    if "must match the size of tensor" in text:
+        return "scale (B, H, T, 1) broadcasts against x (B, H, T, D) as it is; keep its last dim"
+    return None
+
+
 def _quantize(fns, x):
-    out = _split(fns)[0](x.clone())
+    try:
+        out = _split(fns)[0](x.clone())
+    except NotImplementedError:
+        raise
+    except Exception as error:  # noqa: BLE001 - the learner's code crashed: say so, with why
+        raise crashed("quantize_kv", error, _hint(error)) from None
     if not isinstance(out, tuple) or len(out) != 2:
         raise CheckFailed(f"quantize_kv() returned {type(out).__name__}; return a pair (q, scale)")
     q, scale = out
     if not isinstance(q, torch.Tensor) or not isinstance(scale, torch.Tensor):
-        raise CheckFailed("quantize_kv() must return two tensors, (q, scale)")
+        raise CheckFailed(
+            f"quantize_kv() returned ({type(q).__name__}, {type(scale).__name__}); return two "
+            "tensors, (q, scale)"
+        )
     return q, scale
+
+
+def _dequantize(fns, q, scale):
+    try:
+        out = _split(fns)[1](q, scale)
+    except NotImplementedError:
+        raise
+    except Exception as error:  # noqa: BLE001
+        raise crashed("dequantize_kv", error, _hint(error)) from None
+    if not isinstance(out, torch.Tensor):
+        raise CheckFailed(
+            f"dequantize_kv() returned a {type(out).__name__}; return a tensor, q * scale"
+        )
+    return out
 
 
 def _reference_scale(x):
@@ -84,6 +118,21 @@ def check_scale(fns):
             "the scale is taken over the tokens (dim -2), one per channel; per-token scales "
             f"take the max over the head dim D (dim -1), giving shape {(B, H, T, 1)}"
         )
+    if shape == (B, 1, T, D):
+        raise CheckFailed(
+            "the scale is taken over the heads (dim 1); per-token scales take the max over the "
+            f"head dim D (dim -1), giving shape {(B, H, T, 1)}"
+        )
+    if shape == (1, H, T, D):
+        raise CheckFailed(
+            "the scale is taken over the batch (dim 0); per-token scales take the max over the "
+            f"head dim D (dim -1), giving shape {(B, H, T, 1)}"
+        )
+    if shape == (B, H, 1, 1):
+        raise CheckFailed(
+            "there is one scale per head, over all its tokens (dims -2 and -1): small tokens "
+            "then get few levels; take the max over D only (dim -1), one scale per token"
+        )
     if shape == (B, H, T):
         raise CheckFailed(
             f"scale has shape {shape}; keep the reduced dim (keepdim=True), {(B, H, T, 1)}, so "
@@ -100,6 +149,19 @@ def check_scale(fns):
         raise CheckFailed(
             "the scale uses max(x), not max(|x|): a token whose largest entry is negative gets "
             "a scale too small (or negative); take x.abs().amax(-1)"
+        )
+    if torch.allclose(scale, x.abs().mean(dim=-1, keepdim=True).double() / 127, rtol=1e-3):
+        raise CheckFailed(
+            "the scale uses the mean of |x|, not the max: the largest numbers then fall outside "
+            "the 127 levels and get clipped; take x.abs().amax(-1)"
+        )
+    spread = (x.amax(dim=-1, keepdim=True) - x.amin(dim=-1, keepdim=True)).double()
+    if torch.allclose(scale, spread / 255, rtol=1e-3) or torch.allclose(
+        scale, spread / 254, rtol=1e-3
+    ):
+        raise CheckFailed(
+            "scale = (max - min) / 255 is an asymmetric (zero-point) scale; this cache is "
+            "symmetric around 0: scale = max|x| / 127"
         )
     for divisor, what in ((128, "128"), (255, "255 (the unsigned range)"), (127.5, "127.5")):
         if torch.allclose(scale, expected * 127 / divisor, rtol=1e-3):
@@ -125,6 +187,8 @@ def _diagnose_codes(q, x, scale):
         return (q.long() == codes.long()).float().mean() > 0.97
 
     rounded = ratio.round().clamp(-127, 127)
+    if mostly((x * scale.to(x.dtype)).round().clamp(-128, 127)) and not mostly(rounded):
+        return "x is multiplied by the scale; divide it: q = round(x / scale)"
     if mostly(ratio.trunc()) and not mostly(rounded):
         return (
             "x / scale is truncated toward zero (.to(torch.int8) or int() alone); round to the "
@@ -132,6 +196,8 @@ def _diagnose_codes(q, x, scale):
         )
     if mostly(ratio.floor()) and not mostly(rounded):
         return "x / scale is rounded down (floor); round to the nearest code with torch.round"
+    if mostly(ratio.ceil()) and not mostly(rounded):
+        return "x / scale is rounded up (ceil); round to the nearest code with torch.round"
     wrapped = (ratio.round() > 127) & (q < 0)
     if wrapped.any():
         return (
@@ -142,14 +208,13 @@ def _diagnose_codes(q, x, scale):
 
 
 def check_round_trip(fns):
-    quantize_kv, dequantize_kv = _split(fns)
     x = _keys(seed=1)
     q, scale = _quantize(fns, x)
-    x_hat = dequantize_kv(q, scale)
-    if not isinstance(x_hat, torch.Tensor) or tuple(x_hat.shape) != tuple(x.shape):
+    x_hat = _dequantize(fns, q, scale)
+    if tuple(x_hat.shape) != tuple(x.shape):
         raise CheckFailed(
-            f"dequantize_kv() must return a tensor shaped like x {tuple(x.shape)}, got "
-            f"{tuple(getattr(x_hat, 'shape', ())) or type(x_hat).__name__}"
+            f"dequantize_kv(q, scale) has shape {tuple(x_hat.shape)}; it should be shaped like "
+            f"x, {tuple(x.shape)}"
         )
     expected_scale = _reference_scale(x).double()
     error = (x_hat.double() - x.double()).abs()
@@ -163,6 +228,12 @@ def check_round_trip(fns):
             raise CheckFailed(problem)
     if torch.isnan(x_hat).any():
         raise CheckFailed("dequantize_kv(quantize_kv(x)) holds NaN")
+    if x_hat.is_floating_point() and torch.finfo(x_hat.dtype).bits < torch.finfo(x.dtype).bits:
+        raise CheckFailed(
+            f"dequantize_kv() returns {x_hat.dtype}, which rounds q * scale by up to "
+            f"{torch.finfo(x_hat.dtype).eps * 64:.2g} of a step on top of the int8 rounding; "
+            "return it in scale's dtype"
+        )
     worst = (error / expected_scale).max().item()
     raise CheckFailed(
         f"some numbers come back {worst:.2f} steps (scale = max|x| / 127) away from x; "
@@ -175,7 +246,7 @@ def check_no_overflow(fns):
     x[:, :, 0, 0] = 50.0  # a token whose largest entry is positive and exactly the max
     x[:, :, 3, 7] = -50.0
     q, scale = _quantize(fns, x)
-    x_hat = _split(fns)[1](q, scale)
+    x_hat = _dequantize(fns, q, scale)
     flipped = (torch.sign(x_hat) * torch.sign(x) < 0) & (x.abs() > 1.0)
     if flipped.any():
         raise CheckFailed(
@@ -200,7 +271,7 @@ def check_zero_token(fns):
     x = _keys(seed=3)
     x[0, 1, 2] = 0.0  # an all-zero token: its scale is 0
     q, scale = _quantize(fns, x)
-    x_hat = _split(fns)[1](q, scale)
+    x_hat = _dequantize(fns, q, scale)
     if torch.isnan(x_hat).any() or torch.isnan(scale.float()).any():
         raise CheckFailed(
             "an all-zero token gives NaN (0 / 0): guard the division, e.g. divide by "
@@ -212,27 +283,56 @@ def check_zero_token(fns):
 
 
 def check_dequantize(fns):
-    _, dequantize_kv = _split(fns)
     g = torch.Generator().manual_seed(4)
     q = torch.randint(-127, 128, (B, H, T, D), generator=g, dtype=torch.int8)
     scale = torch.rand(B, H, T, 1, generator=g) + 0.5
-    out = dequantize_kv(q, scale)
-    expected = q.float() * scale
-    if not isinstance(out, torch.Tensor) or not out.is_floating_point():
+    out = _dequantize(fns, q, scale)
+    expected = q.double() * scale.double()
+    if not out.is_floating_point():
         raise CheckFailed(
-            f"dequantize_kv() returned {getattr(out, 'dtype', type(out).__name__)}; return floats, "
-            "q * scale"
+            f"dequantize_kv() returned {out.dtype}; return floats in scale's dtype, q * scale"
         )
-    if tuple(out.shape) == tuple(q.shape) and torch.allclose(out.float(), expected, rtol=1e-5):
+    if tuple(out.shape) != tuple(q.shape):
+        raise CheckFailed(
+            f"dequantize_kv(q, scale) has shape {tuple(out.shape)}; it should be shaped like q, "
+            f"{tuple(q.shape)}"
+        )
+    got = out.double()
+    if torch.allclose(got, expected, rtol=1e-5):
         return "dequantize_kv(q, scale) = q * scale"
-    if tuple(out.shape) == tuple(q.shape) and torch.allclose(out.float(), q.float()):
+    if torch.allclose(got, expected, rtol=1e-2):
+        raise CheckFailed(
+            f"dequantize_kv() returns {out.dtype}, which rounds q * scale (off by up to "
+            f"{((got - expected).abs() / expected.abs().clamp_min(1e-12)).max().item():.1e} of "
+            "it); return it in scale's dtype (float32 here)"
+        )
+    if torch.allclose(got, q.double()):
         raise CheckFailed("dequantize_kv() returns the codes as floats: multiply them by scale")
-    if tuple(out.shape) == tuple(q.shape) and torch.allclose(out.float(), q.float() / scale):
+    if torch.allclose(got, q.double() / scale.double(), rtol=1e-5):
         raise CheckFailed("dequantize_kv() divides by scale; multiply the codes by it")
-    raise CheckFailed(
-        f"dequantize_kv(q, scale) should be q * scale (shape {tuple(q.shape)}), got shape "
-        f"{tuple(out.shape)}"
-    )
+    if torch.allclose(got, q.double() * scale.double() / 127, rtol=1e-5):
+        raise CheckFailed(
+            "dequantize_kv() divides by 127 again; the scale already is max|x| / 127: q * scale"
+        )
+    worst = (got - expected).abs().max().item()
+    raise CheckFailed(f"dequantize_kv(q, scale) differs from q * scale by up to {worst:.3g}")
+
+
+def check_input_unchanged(fns):
+    x = _keys(seed=5)
+    before = x.clone()
+    try:
+        _split(fns)[0](x)
+    except NotImplementedError:
+        raise
+    except Exception as error:  # noqa: BLE001
+        raise crashed("quantize_kv", error, _hint(error)) from None
+    if not torch.equal(x, before):
+        raise CheckFailed(
+            "quantize_kv() changed x in place (x /= scale, x.div_(...), x.clamp_(...)): the "
+            "caller's keys are overwritten; compute on a new tensor (x / scale)"
+        )
+    return "x is left as it was"
 
 
 def check_trained_model(fns):
@@ -251,7 +351,7 @@ def check_trained_model(fns):
             for layer in range(tensor.size(0)):
                 stored = tensor[layer, :, :, :filled]
                 q, scale = _quantize(fns, stored)
-                tensor[layer, :, :, :filled] = _split(fns)[1](q, scale).to(tensor.dtype)
+                tensor[layer, :, :, :filled] = _dequantize(fns, q, scale).to(tensor.dtype)
         approx = model(ids[:, -1:], kv_cache=cache)[0, -1]
     error = (approx - exact).abs().max().item()
     if error > 0.02:  # a correct int8 cache: about 0.001 here (tests/test_check_messages_ex08.py)
@@ -269,6 +369,7 @@ CHECKS = [
     ("no overflow", check_no_overflow),
     ("all-zero token", check_zero_token),
     ("dequantize", check_dequantize),
+    ("x unchanged", check_input_unchanged),
     ("trained model", check_trained_model),
 ]
 
