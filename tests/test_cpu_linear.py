@@ -1,7 +1,8 @@
 """llmlab.cpu_linear: the oneDNN product Linear may use for inference on a CPU (opt-in).
 
-By default Linear keeps x @ W + b and one copy of the weights. Opted in, oneDNN must compute x @ W + b (any leading shape, any row count), notice when a weight changes,
-stay out of training, and be counted by FlopCounterMode like the product it replaces.
+By default Linear keeps x @ W + b and one copy of the weights. Opted in, oneDNN must compute
+x @ W + b (any leading shape, any row count), notice when a weight changes, stay out of
+training, and be counted by FlopCounterMode like the product it replaces.
 """
 
 import gc
