@@ -66,15 +66,20 @@ def show_heatmaps(
         raise ValueError(f"titles has {len(titles)} entries for {len(mats)} matrices")
     vmin = min(m.min() for m in mats) if vmin is None else vmin  # None: fit the data
     vmax = max(m.max() for m in mats) if vmax is None else vmax
-    ncols = ncols or len(mats)
-    nrows = -(-len(mats) // ncols)
     rows, cols = mats[0].shape
     width = max(2.2, cols * cell_size + 0.9)
     height = max(2.0, rows * cell_size + 0.8)
+    if ncols is None:  # as many panels per row as fit the book's column
+        ncols = len(mats)
+        while ncols > 1 and width * ncols + 0.8 > COLUMN_WIDTH_IN:
+            ncols -= 1
+    nrows = -(-len(mats) // ncols)
+    fig_w, fig_h = width * ncols + 0.8, height * nrows + 0.3 * (nrows - 1)
+    shrink = min(1.0, COLUMN_WIDTH_IN / fig_w)  # never wider than the column (fonts keep size)
     fig, axes = plt.subplots(
         nrows,
         ncols,
-        figsize=(width * ncols + 0.8, height * nrows + 0.3 * (nrows - 1)),
+        figsize=(fig_w * shrink, fig_h * shrink),
         squeeze=False,
         layout="constrained",  # keeps titles clear of the tick labels of the row above
     )
@@ -109,7 +114,7 @@ def show_heatmaps(
 
 # The book's text column at a 1280 px window is about 672 px wide: 6.7 inches at the course's
 # 100 dpi. A figure wider than that is shrunk to fit, and its text with it; the browser test
-# fails a figure shrunk more than 1.6x (10 pt text would fall below about 8 px).
+# fails a figure shrunk more than 1.1x (its labels would shrink with it).
 COLUMN_WIDTH_IN = 6.7
 
 

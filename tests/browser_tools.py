@@ -226,10 +226,10 @@ def npm_package_file(package: str, version: str, member: str) -> Path:
 
 # --- Does a page fit its column? (the book's column at a 1280 px window) ---
 
-# A figure shown at less than 1/1.6 of its pixel width has its text shrunk by the same factor:
-# the course's 10 pt text (14 px at 100 dpi) would drop below about 8 px, heatmap tick labels
-# sooner. Fewer panels per row, or a narrower figsize, keeps it legible.
-MAX_IMAGE_SHRINK = 1.6
+# A figure shown narrower than its pixel width has its text shrunk by the same factor: at 1/1.47
+# the course's 8-10 pt labels fell to about 7 px. Figures are made at most the column's width
+# (llmlab.plotting.COLUMN_WIDTH_IN, 6.7 in at 100 dpi); fewer panels per row keeps them legible.
+MAX_IMAGE_SHRINK = 1.1
 
 # Folded cells (`hide-input`) are opened first: a reader who unfolds them must not scroll either.
 LAYOUT_JS = """(maxShrink) => {

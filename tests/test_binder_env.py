@@ -43,6 +43,9 @@ def test_binder_configuration_matches_the_course_environment():
     assert "-r ../requirements.txt" in lines, (
         "Binder must install everything that requirements.txt lists"
     )
+    assert "-c ../requirements.lock" in lines, (
+        "Binder must install the versions requirements.lock pins"
+    )
     course_torch = re.search(
         r"^torch==(\S+)", (ROOT / "requirements.txt").read_text(), re.MULTILINE
     )[1]
@@ -109,7 +112,7 @@ def test_binder_environment_installs_and_runs_every_notebook(tmp_path):
     for line in (repo / "binder" / "requirements.txt").read_text().splitlines():
         if INDEX_OPTION.match(line):
             continue  # download.pytorch.org is unreachable here; the +cpu wheel comes from local disk
-        if line.startswith(("-r ", "--requirement ")):
+        if line.startswith(("-r ", "--requirement ", "-c ", "--constraint ")):
             option, path = line.split(maxsplit=1)
             line = f"{option} {(repo / 'binder' / path).resolve()}"
         lines.append(line)

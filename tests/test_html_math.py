@@ -1,26 +1,24 @@
-"""Maths renders in the built book: MathJax served locally, no raw TeX left, no MathJax error.
+"""Maths renders in the built book offline: MathJax from the book itself, no raw TeX left, no
+MathJax error.
 
-The book loads MathJax 3 from a CDN, which the browser tests cut off. Here the CDN's files come
-from the npm package of the same version (`npm pack mathjax@3`, cached under
-_build/widget-assets), routed in place of the CDN as the widget test in test_html_site.py does.
+The book serves MathJax 3 from its own _static/mathjax (vendored from npm), so a reader without
+the network still sees typeset maths; every request that leaves the local server is cut off here.
 On every page of _toc.yml, once MathJax has typeset the page: no TeX error (`mjx-merror`), no TeX
 left as text outside code ($...$, \\(...\\), \\[...\\], or a TeX command such as \\frac), and no
 console error beyond the project's allow-list. Screenshots: _build/screenshots/math_*.png.
 """
 
 import re
+import shutil
 from urllib.parse import urljoin
 
 import pytest
-from browser_tools import ConsoleLog, npm_package_file, screenshot_path, static_server
-from notebook_tools import toc_files
+from browser_tools import ConsoleLog, screenshot_path, static_server
+from notebook_tools import ROOT, toc_files
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("book")]
 
 PAGES = toc_files()
-MATHJAX_URL = re.compile(
-    r"^https://cdn\.jsdelivr\.net/npm/mathjax@(?P<version>[^/]+)/(?P<file>[^?#]+)"
-)
 
 # Text a reader should never see: TeX that MathJax did not typeset. Code blocks and outputs
 # (pre, code) may show TeX on purpose and are skipped.
@@ -54,43 +52,14 @@ def test_raw_tex_is_recognised():
         assert raw_tex(f"before {raw} after"), raw
 
 
-def mathjax_server(version: str):
-    package_file = npm_package_file("mathjax", version, "es5/tex-mml-chtml.js")
-    package = package_file.parent.parent  # .../package
-    served = []
-
-    def serve(route):
-        match = MATHJAX_URL.match(route.request.url)
-        if not match or match["version"] != version:
-            return False
-        local = package / match["file"]
-        if not local.is_file():
-            return False
-        served.append(match["file"])
-        content_type = {".js": "application/javascript", ".woff": "font/woff"}.get(
-            local.suffix, "application/octet-stream"
-        )
-        route.fulfill(
-            status=200,
-            body=local.read_bytes(),
-            headers={"Access-Control-Allow-Origin": "*"},
-            content_type=content_type,
-        )
-        return True
-
-    return serve, served
-
-
 def typeset_problems(browser, site, path, page_html):
-    """Open `path` on `site` with MathJax served locally; returns (problems, page screenshot fn).
+    """Open `path` on `site` with every other host cut off; returns the problems a reader sees.
 
     A page without maths loads no MathJax (Sphinx adds it only where there is maths): it is
     still searched for raw TeX.
     """
-    urls = [m for m in re.findall(r'src="([^"]+)"', page_html) if MATHJAX_URL.match(m)]
-    serve, served = (
-        mathjax_server(MATHJAX_URL.match(urls[0])["version"]) if urls else (lambda r: False, [])
-    )
+    scripts = [m for m in re.findall(r'src="([^"]+)"', page_html) if "tex-mml-chtml" in m]
+    problems = [f"MathJax is loaded from another host: {u}" for u in scripts if "://" in u]
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     try:
         page = context.new_page()
@@ -99,20 +68,17 @@ def typeset_problems(browser, site, path, page_html):
         def route_request(route):
             if route.request.url.startswith(site):
                 route.continue_()
-            elif not serve(route):
+            else:
                 route.abort()
 
         page.route("**/*", route_request)
         page.goto(urljoin(site, path), wait_until="load")
-        problems = []
-        if urls:
+        if scripts and not problems:
             page.wait_for_function(
                 "() => window.MathJax && MathJax.startup && MathJax.startup.promise",
                 timeout=30_000,
             )
             page.evaluate("() => MathJax.startup.promise")
-            if "es5/tex-mml-chtml.js" not in served:
-                problems.append("MathJax was not served locally")
             errors = page.locator("mjx-merror").evaluate_all(
                 "els => els.map(e => e.getAttribute('data-mjx-error') || e.textContent)"
             )
@@ -137,7 +103,7 @@ def test_maths_is_typeset_without_errors(browser, site, built_book, name):
 
 
 BROKEN_PAGE = """<!doctype html><html><head><meta charset="utf-8">
-<script defer src="https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-mml-chtml.js"></script>
+<script defer src="mathjax/tex-mml-chtml.js"></script>
 </head><body><article class="bd-article">
 <p>Fine: <span class="math">\\(q \\cdot k\\)</span>.</p>
 <p>Broken: <span class="math">\\(\\frac{1}\\)</span>.</p>
@@ -148,7 +114,11 @@ BROKEN_PAGE = """<!doctype html><html><head><meta charset="utf-8">
 def test_a_page_with_a_tex_error_and_raw_tex_fails(browser, tmp_path):
     """The check can fail: a TeX error MathJax reports, and TeX it was never given."""
     (tmp_path / "broken.html").write_text(BROKEN_PAGE)
+    shutil.copytree(ROOT / "_static" / "mathjax", tmp_path / "mathjax")
     with static_server(tmp_path) as site:
         problems = typeset_problems(browser, site, "broken.html", BROKEN_PAGE)
-    assert any("could not typeset" in p for p in problems), problems
-    assert any("raw" in p and "QK" in p for p in problems), problems
+        assert any("could not typeset" in p for p in problems), problems
+        assert any("raw" in p and "QK" in p for p in problems), problems
+        cdn = BROKEN_PAGE.replace("mathjax/tex", "https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex")
+        problems = typeset_problems(browser, site, "broken.html", cdn)
+    assert any("loaded from another host" in p for p in problems), problems

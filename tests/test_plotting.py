@@ -1,6 +1,7 @@
 """The shared figure helpers: the pictures they draw match the data, and bad input is refused."""
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 
@@ -86,3 +87,14 @@ def test_show_heatmaps_still_draws_a_single_matrix():
     fig = show_heatmaps(torch.eye(3), titles=["identity"])
     assert fig.axes[0].get_title() == "identity"
     plt.close(fig)
+
+
+def test_heatmaps_never_exceed_the_book_column():
+    """Four 12x12 panels side by side would be 13 in wide: they wrap into rows, and a single
+    panel too wide for the column is scaled down to it."""
+
+    fig = show_heatmaps([np.eye(12)] * 4, cell_size=0.25)
+    assert fig.get_size_inches()[0] <= COLUMN_WIDTH_IN + 1e-9
+    assert len({round(ax.get_position().y0, 3) for ax in fig.axes[:4]}) > 1  # more than one row
+    fig = show_heatmaps(np.eye(40), cell_size=0.25)
+    assert fig.get_size_inches()[0] <= COLUMN_WIDTH_IN + 1e-9

@@ -68,3 +68,29 @@ def test_every_chapter_has_an_exercise_under_it_in_the_toc():
 def test_ruff(command):
     result = subprocess.run([*RUFF, *command, *LINTED], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_notebook_of_the_toc_is_run_and_weighed_by_make_test():
+    """nbmake runs what pytest's testpaths name; notebook_resources.py checks each one's memory."""
+    from notebook_resources import PEAK_LIMIT_MIB
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
+    paths = config["testpaths"]
+    assert "-p notebook_resources" in config["addopts"]
+    assert PEAK_LIMIT_MIB <= 1.2 * 1024
+    for name in toc_files():
+        notebook = ROOT / f"{name}.ipynb"
+        if notebook.exists():
+            assert any(notebook == ROOT / p or (ROOT / p) in notebook.parents for p in paths), (
+                f"{name}.ipynb is not under pytest's testpaths: make test neither runs nor weighs it"
+            )
+
+
+def test_the_memory_check_reads_the_kernel_peak():
+    from notebook_resources import peak_mib
+
+    status = "Name:\tpython\nVmPeak:\t 2000000 kB\nVmHWM:\t  1258291 kB\nVmRSS:\t 1000 kB\n"
+    assert peak_mib(status) == 1258291 / 1024
+    assert peak_mib("Name: python\n") is None

