@@ -1,10 +1,13 @@
 """Exercise 11's checks can fail, and say what is wrong in one sentence.
 
 Each broken goodput below makes one classic mistake; the named check must FAIL with a message
-naming it, while the reference solution and another correct way of writing it pass.
+naming it, while the reference solution and other correct ways of writing it (the library,
+torch in float32, NumPy, the statistics of np.diff) pass.
 """
 
+import numpy as np
 import pytest
+import torch
 from notebook_tools import assert_fails_with, load_solution
 
 from llmlab.checks import PASS, TODO, run_checks
@@ -31,9 +34,9 @@ def tpot(t, n_minus=1):
     return 0.0 if n < 2 else (t["token_times"][-1] - t["token_times"][0]) / (n - n_minus)
 
 
-def counting(keep, per=lambda good, ts, d: good / d):
+def counting(keep, per=lambda good, ts, d: good / d, which=served):
     def goodput(timelines, ttft_slo, tpot_slo, duration):
-        good = sum(1 for t in served(timelines) if keep(t, ttft_slo, tpot_slo))
+        good = sum(1 for t in which(timelines) if keep(t, ttft_slo, tpot_slo))
         return per(good, timelines, duration)
 
     return goodput
@@ -43,39 +46,134 @@ def right(t, a, b):
     return ttft(t) <= a and tpot(t) <= b
 
 
+def gaps(t):
+    return np.diff(t["token_times"]) if len(t["token_times"]) > 1 else np.zeros(1)
+
+
+# ---- right answers, written differently ------------------------------------------------------------
+def via_library(timelines, ttft_slo, tpot_slo, duration):
+    return library_goodput(timelines, ttft_slo, tpot_slo, duration) if timelines else 0.0
+
+
+def torch_float32(timelines, ttft_slo, tpot_slo, duration):
+    """Masks over float32 tensors (torch's default dtype); returns a 0-d tensor."""
+    ok = [t for t in timelines if t["error"] is None and len(t["token_times"]) > 0]
+    if not ok:
+        return torch.tensor(0.0)
+    first = torch.tensor([t["token_times"][0] for t in ok])
+    last = torch.tensor([t["token_times"][-1] for t in ok])
+    arrival = torch.tensor([t["arrival"] for t in ok])
+    gaps_after_first = torch.tensor([len(t["token_times"]) - 1 for t in ok])
+    per_token = (last - first) / gaps_after_first.clamp(min=1)  # 0 for one token
+    met = (first - arrival <= ttft_slo) & (per_token <= tpot_slo)
+    assert first.dtype == torch.float32
+    return met.sum() / duration
+
+
+def numpy_mean_of_diff(timelines, ttft_slo, tpot_slo, duration):
+    good = 0
+    for t in timelines:
+        if t["error"] is not None or not t["token_times"]:
+            continue
+        times = np.asarray(t["token_times"], dtype=np.float32)
+        fast_start = times[0] - np.float32(t["arrival"]) <= ttft_slo
+        steady = len(times) == 1 or np.diff(times).mean() <= tpot_slo
+        good += bool(fast_start and steady)
+    return np.float64(good) / duration
+
+
+def filter_then_count(timelines, ttft_slo, tpot_slo, duration):
+    ok = filter(lambda t: t["error"] is None and t["token_times"], timelines)
+    met = [t for t in ok if ttft(t) <= ttft_slo]
+    met = [t for t in met if len(t["token_times"]) < 2 or tpot(t) <= tpot_slo]
+    return len(met) / duration
+
+
+CORRECT = {
+    "solution": solution,
+    "library": via_library,
+    "torch float32": torch_float32,
+    "numpy float32 mean of diff": numpy_mean_of_diff,
+    "filter then count": filter_then_count,
+}
+
+
+# ---- mistakes ----------------------------------------------------------------------------------------
+def with_tokens(ts):
+    return [t for t in ts if t["token_times"]]
+
+
+def span(ts):
+    return max(t["token_times"][-1] for t in served(ts)) - min(t["arrival"] for t in ts)
+
+
+def e2e_over_n(t):
+    return (t["token_times"][-1] - t["arrival"]) / len(t["token_times"])
+
+
+def tokens_of_good(timelines, ttft_slo, tpot_slo, duration):
+    good = [t for t in served(timelines) if right(t, ttft_slo, tpot_slo)]
+    return sum(len(t["token_times"]) for t in good) / duration
+
+
+def milliseconds(timelines, ttft_slo, tpot_slo, duration):
+    good = [t for t in served(timelines)
+            if 1e3 * ttft(t) <= ttft_slo and 1e3 * tpot(t) <= tpot_slo]  # fmt: skip
+    return len(good) / duration
+
+
 MISTAKES = [
     ("throughput", counting(lambda t, a, b: True), "throughput"),
     ("missed", counting(lambda t, a, b: not right(t, a, b)), "missed"),
     ("only ttft", counting(lambda t, a, b: ttft(t) <= a), "only TTFT"),
     ("only tpot", counting(lambda t, a, b: tpot(t) <= b), "only TPOT"),
+    ("either limit", counting(lambda t, a, b: ttft(t) <= a or tpot(t) <= b), "either limit"),
     ("drops one-token", counting(lambda t, a, b: len(t["token_times"]) > 1 and right(t, a, b)),
      "one-token"),
+    ("error with tokens", counting(right, which=with_tokens), "has an error"),
     ("from prefill", counting(lambda t, a, b: ttft(t, "prefill_start") <= a and tpot(t) <= b),
      "prefill_start"),
+    ("end-to-end as ttft", counting(
+        lambda t, a, b: t["token_times"][-1] - t["arrival"] <= a and tpot(t) <= b),
+     "end-to-end"),
     ("tpot over n", counting(lambda t, a, b: ttft(t) <= a and tpot(t, 0) <= b), "n - 1"),
+    ("tpot e2e / n", counting(lambda t, a, b: ttft(t) <= a and (
+        len(t["token_times"]) < 2 or e2e_over_n(t) <= b)), "folds TTFT in"),
+    ("every gap", counting(lambda t, a, b: ttft(t) <= a and gaps(t).max() <= b), "longest gap"),
+    ("median gap", counting(lambda t, a, b: ttft(t) <= a and np.median(gaps(t)) <= b),
+     "median gap"),
+    ("limits swapped", counting(lambda t, a, b: ttft(t) <= b and tpot(t) <= a), "swapped"),
     ("a count", counting(right, per=lambda good, ts, d: good), "a count"),
     ("a share", counting(right, per=lambda good, ts, d: good / len(ts)), "share"),
-    ("strict limits", counting(lambda t, a, b: ttft(t) < a and tpot(t) < b), "at most"),
+    ("share of served", counting(right, per=lambda good, ts, d: good / len(served(ts))),
+     "share of served"),
+    ("own span", counting(right, per=lambda good, ts, d: good / span(ts)), "span"),
+    ("tokens", tokens_of_good, "tokens"),
+    ("milliseconds", milliseconds, "in seconds"),
 ]  # fmt: skip
 
 
-def test_solution_passes():
-    assert all(s == PASS for s, _ in statuses(solution).values())
+def test_gallery_is_large_enough():
+    assert len(MISTAKES) >= 15 and len(CORRECT) >= 3
 
 
-def test_library_variant_passes():
-    def via_library(timelines, ttft_slo, tpot_slo, duration):
-        return library_goodput(timelines, ttft_slo, tpot_slo, duration) if timelines else 0.0
-
-    result = statuses(via_library)
+@pytest.mark.parametrize("name", CORRECT)
+def test_correct_variants_pass(name):
+    result = statuses(CORRECT[name])
     assert all(s == PASS for s, _ in result.values()), result
 
 
 @pytest.mark.parametrize("name, fn, words", MISTAKES, ids=[m[0] for m in MISTAKES])
 def test_mistake_is_named(name, fn, words):
     result = statuses(fn)
-    check = "limits and empty runs" if name == "strict limits" else "goodput"
-    assert_fails_with(result, check, words)
+    assert_fails_with(result, "goodput", words)
+    assert "expected" not in result["goodput"][1], "a known mistake is named, not described"
+
+
+def test_strict_limits_are_caught():
+    strict = counting(lambda t, a, b: ttft(t) < a and tpot(t) < b)
+    assert statuses(strict)["goodput"][0] == PASS  # no request of the runs is on a limit
+    assert_fails_with(statuses(strict), "limits and empty runs", "at most")
 
 
 def test_crash_on_failed_request_is_explained():
@@ -83,7 +181,36 @@ def test_crash_on_failed_request_is_explained():
         good = sum(1 for t in timelines if right(t, ttft_slo, tpot_slo))
         return good / duration
 
-    assert_fails_with(statuses(no_guard), "goodput", "never met the SLO")
+    result = statuses(no_guard)
+    assert_fails_with(result, "goodput", "request with an error")
+    assert "raised IndexError" in result["goodput"][1]
+
+
+def test_crash_on_one_token_answers_is_explained():
+    def divides_by_zero(timelines, ttft_slo, tpot_slo, duration):
+        ok = served(timelines)
+        good = [t for t in ok if ttft(t) <= ttft_slo and (t["token_times"][-1] - t["token_times"][0])
+                / (len(t["token_times"]) - 1) <= tpot_slo]  # fmt: skip
+        return len(good) / duration
+
+    result = statuses(divides_by_zero)
+    assert_fails_with(result, "goodput", "one-token answer")
+    assert "with an error" not in result["goodput"][1], "it does skip failed requests"
+
+
+def test_crash_on_no_requests_is_explained():
+    def mean_over_requests(timelines, ttft_slo, tpot_slo, duration):
+        met = [right(t, ttft_slo, tpot_slo) for t in served(timelines)]
+        return sum(met) / len(timelines) * len(timelines) / duration
+
+    assert_fails_with(statuses(mean_over_requests), "limits and empty runs", "goodput is 0")
+
+
+def test_returning_a_list_is_named():
+    def a_list(timelines, ttft_slo, tpot_slo, duration):
+        return [solution(timelines, ttft_slo, tpot_slo, duration)]
+
+    assert_fails_with(statuses(a_list), "goodput", "one number")
 
 
 def test_stub_reports_todo():

@@ -6,32 +6,45 @@ The learner writes latency_percentiles(timelines) -> {"ttft_p50", "ttft_p95", "t
 interpolation between ranks (numpy.percentile's default); nearest-rank is accepted too, since
 both are in use. When an answer is off, the checks recompute it with each classic mistake and
 name the one that matches.
+
+The test data tells the mistakes apart: requests arrive shuffled, wait in a queue or not, have
+uneven gaps between tokens (so a median gap or a pooled gap differs from the mean), some have one
+token, one has all its tokens at the same time (a TPOT of exactly 0, as when a step emits several
+tokens), some failed. Values are compared within 10 microseconds, far above float32's rounding of
+timestamps below 16 s (about 1 microsecond) and far below any mistake (tenths of a millisecond).
 """
 
 import copy
 import math
 import numbers
 import random
+import statistics
 
-from llmlab.checks import CheckFailed, run_checks
+import torch
+
+from llmlab.checks import CheckFailed, crashed, run_checks
 from llmlab.serving_metrics import nearest_rank_percentile, percentile
 
 KEYS = ("ttft_p50", "ttft_p95", "tpot_p50", "tpot_p95")
+_TOL = 1e-5  # seconds: float32 timestamps below 16 s are off by at most ~1e-6 s
+_NAMES = {"ttft_p50": "P50 TTFT", "ttft_p95": "P95 TTFT", "tpot_p50": "P50 TPOT",
+          "tpot_p95": "P95 TPOT"}  # fmt: skip
 
 
-def _timelines(seed, n, one_token=2, failed=1):
-    """n requests in arrival order shuffled, some with one token, some failed."""
+def _timelines(seed, n, one_token=2, failed=1, same_time=1):
+    """n served requests (one_token with a single token, same_time with every token at one
+    instant) and `failed` failed ones, shuffled out of arrival order."""
     rng = random.Random(seed)
     out, t = [], 0.0
     for i in range(n):
         t += rng.uniform(0.01, 0.2)
         start = t + rng.choice([0.0, rng.uniform(0.0, 0.5)])  # some wait, some do not
         first = start + rng.uniform(0.02, 0.08)
-        count = 1 if i < one_token else rng.randint(2, 30)
-        gap = rng.uniform(0.005, 0.05)
+        count = 1 if i < one_token else rng.randint(3, 30)
+        gap = 0.0 if one_token <= i < one_token + same_time else rng.uniform(0.005, 0.05)
         times = [first]
-        for _ in range(count - 1):
-            times.append(times[-1] + gap * rng.uniform(0.5, 2.0))
+        for _ in range(count - 1):  # uneven gaps: every gap statistic differs from the mean
+            times.append(times[-1] + gap * rng.choice([0.3, 0.6, 1.0, 1.5, 2.5, 4.0]))
         out.append({"arrival": t, "prefill_start": start, "token_times": times, "error": None})
     for j in range(failed):
         out.append({"arrival": t + 0.1 * (j + 1), "prefill_start": None, "token_times": [],
@@ -41,6 +54,8 @@ def _timelines(seed, n, one_token=2, failed=1):
 
 
 _MAIN = _timelines(9, 23)
+_OTHER_RUNS = [_timelines(1, 7, one_token=1), _timelines(2, 40, one_token=1, failed=2),
+               _timelines(3, 2, one_token=1, same_time=0)]  # fmt: skip
 
 
 # ---- the right answer and the mistakes, each: timelines -> dict ----------------------------------
@@ -76,6 +91,25 @@ def _unsorted_index(xs, q):
     return xs[int(q / 100 * (len(xs) - 1))]
 
 
+def _int_of_q_n(xs, q):  # sorted(xs)[int(q / 100 * n)]: one rank too high when q% of n is whole
+    xs = sorted(xs)
+    return xs[min(int(q / 100 * len(xs)), len(xs) - 1)]
+
+
+def _lower(xs, q):  # numpy's method="lower"
+    return sorted(xs)[math.floor(q / 100 * (len(xs) - 1))]
+
+
+def _numpy_nearest(xs, q):  # numpy's method="nearest": the interpolation rank, rounded (to even)
+    return sorted(xs)[round(q / 100 * (len(xs) - 1))]
+
+
+def _exclusive(xs, q):  # statistics.quantiles' default, method="exclusive"
+    if len(xs) < 2:
+        return xs[0]
+    return statistics.quantiles(xs, n=100, method="exclusive")[q - 1]
+
+
 def _mean_for_p50(xs, q):
     return sum(xs) / len(xs) if q == 50 else percentile(xs, q)
 
@@ -92,17 +126,29 @@ def _pooled_gaps(ts):
     return [b - a for t in _served(ts) for a, b in zip(t["token_times"], t["token_times"][1:])]
 
 
-def _median_gap(ts):
-    out = []
-    for t in _served(ts):
-        gaps = sorted(b - a for a, b in zip(t["token_times"], t["token_times"][1:]))
-        if gaps:
-            out.append(percentile(gaps, 50))
-    return out
+def _gap_statistic(ts, statistic):
+    return [
+        statistic([b - a for a, b in zip(t["token_times"], t["token_times"][1:])])
+        for t in _served(ts)
+        if len(t["token_times"]) >= 2
+    ]
 
 
 def _scaled(d, k):
     return {key: None if v is None else v * k for key, v in d.items()}
+
+
+def _swapped(d):
+    return {"ttft_p50": d["ttft_p95"], "ttft_p95": d["ttft_p50"],
+            "tpot_p50": d["tpot_p95"], "tpot_p95": d["tpot_p50"]}  # fmt: skip
+
+
+def _multi_token_ttfts(ts):
+    return [t["token_times"][0] - t["arrival"] for t in _served(ts) if len(t["token_times"]) > 1]
+
+
+def _zero_dropped(ts):
+    return [v for v in _tpots(ts) if v]
 
 
 _MISTAKES = [
@@ -112,6 +158,14 @@ _MISTAKES = [
         lambda ts: _summary(
             [t["token_times"][0] - t["prefill_start"] for t in _served(ts)], _tpots(ts)
         ),
+    ),
+    (
+        "TTFT runs to the last token (that is the end-to-end latency); it ends at the first token",
+        lambda ts: _summary([t["token_times"][-1] - t["arrival"] for t in _served(ts)], _tpots(ts)),
+    ),
+    (
+        "one-token requests are left out of TTFT; they have a TTFT (only no TPOT)",
+        lambda ts: _summary(_multi_token_ttfts(ts), _tpots(ts)),
     ),
     (
         "TPOT divides by the number of tokens n; n tokens have n - 1 gaps after the first",
@@ -137,18 +191,47 @@ _MISTAKES = [
         ),  # fmt: skip
     ),
     (
+        "a TPOT of 0 (a request whose tokens share one timestamp) is dropped, as a test of "
+        "truthiness drops it; keep it, and test `is None` or the token count instead",
+        lambda ts: _summary(_ttfts(ts), _zero_dropped(ts)),
+    ),
+    (
         "the TPOT percentiles are over every gap between tokens of every request pooled together; "
         "take one TPOT per request, then the percentile over requests",
         lambda ts: _summary(_ttfts(ts), _pooled_gaps(ts)),
     ),
     (
         "TPOT is each request's median gap; it is the mean gap, (last - first) / (n - 1)",
-        lambda ts: _summary(_ttfts(ts), _median_gap(ts)),
+        lambda ts: _summary(_ttfts(ts), _gap_statistic(ts, statistics.median)),
+    ),
+    (
+        "TPOT is each request's longest gap; it is the mean gap, (last - first) / (n - 1)",
+        lambda ts: _summary(_ttfts(ts), _gap_statistic(ts, max)),
     ),
     (
         "the percentile picks values[int(q/100 * (n-1))] from an unsorted list; sort the values "
         "first",
         lambda ts: _right(ts, _unsorted_index),
+    ),
+    (
+        "the percentile takes sorted(values)[int(q/100 * n)], one rank too high when q% of n is "
+        "a whole number; nearest rank is the ceil(q/100 * n)-th value, counting from 1",
+        lambda ts: _right(ts, _int_of_q_n),
+    ),
+    (
+        "the percentile rounds the rank q/100 * (n-1) down (numpy's method='lower'); interpolate "
+        "between the two ranks, or take the nearest rank",
+        lambda ts: _right(ts, _lower),
+    ),
+    (
+        "the percentile is numpy's method='nearest', which rounds the interpolation rank; the "
+        "nearest-rank method is method='inverted_cdf' (the ceil(q/100 * n)-th value)",
+        lambda ts: _right(ts, _numpy_nearest),
+    ),
+    (
+        "the P95 comes from statistics.quantiles' default method='exclusive'; pass "
+        "method='inclusive' (numpy.percentile's linear interpolation)",
+        lambda ts: _right(ts, _exclusive),
     ),
     ("P50 is the mean; it is the median", lambda ts: _right(ts, _mean_for_p50)),
     (
@@ -159,6 +242,7 @@ _MISTAKES = [
         "q is passed as a fraction (0.95) to a function that takes a percentage (95)",
         lambda ts: _right(ts, _q_as_fraction),
     ),
+    ("P50 and P95 are swapped", lambda ts: _swapped(_right(ts))),
     ("the values are in milliseconds; return seconds", lambda ts: _scaled(_right(ts), 1e3)),
 ]
 
@@ -172,19 +256,79 @@ def _all_tpots(ts):
     ]
 
 
+def _low_precision(ts, dtype):
+    """The right answer from timestamps rounded to a low-precision dtype (float16, bfloat16)."""
+
+    def rounded(x):
+        return None if x is None else float(torch.tensor(x, dtype=dtype).double())
+
+    return _right([
+        {**t, "arrival": rounded(t["arrival"]), "prefill_start": rounded(t["prefill_start"]),
+         "token_times": [rounded(x) for x in t["token_times"]]}
+        for t in ts
+    ])  # fmt: skip
+
+
 # ---- calling the learner's code -------------------------------------------------------------------
+def _works(fn, ts):
+    try:
+        fn(copy.deepcopy(ts))
+        return True
+    except Exception:  # noqa: BLE001 - any error means: not on this input
+        return False
+
+
+def _crash_hint(fn, ts):
+    """Why the learner's code raised on ts, found by retrying on simpler inputs; None if unknown."""
+    if not _served(ts):
+        if _works(fn, [t for t in _MAIN if len(t["token_times"]) >= 3]):
+            return (
+                "it fails when no request qualifies (numpy.percentile of an empty list raises): "
+                "return None for those values"
+            )
+        return None
+    multi = [t for t in ts if len(t["token_times"]) >= 2 and t["token_times"][-1] > t["arrival"]]
+    multi = [t for t in multi if t["token_times"][-1] > t["token_times"][0]]
+    if not multi or not _works(fn, multi):
+        return None
+    failed = [t for t in ts if t["error"]]
+    if failed and not _works(fn, multi + failed):
+        return (
+            "it fails on a request with an error (no tokens, prefill_start None): leave such "
+            "requests out"
+        )
+    one = [t for t in ts if len(t["token_times"]) == 1]
+    if one and not _works(fn, multi + one):
+        return (
+            "it fails on a one-token request: it has a TTFT but no TPOT (no gap after the "
+            "first token), so leave it out of TPOT only"
+        )
+    same = [t for t in _served(ts) if len(t["token_times"]) >= 2 and t not in multi]
+    if same and not _works(fn, multi + same):
+        return "it fails on a request whose tokens share one timestamp: its TPOT is 0"
+    return None
+
+
+def _number(v):
+    """v as a float if it is one number (a float, int, NumPy scalar or one-element tensor)."""
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, numbers.Real):
+        return float(v)
+    size = v.numel() if hasattr(v, "numel") else getattr(v, "size", None)
+    if size == 1 and hasattr(v, "item"):
+        return float(v.item())
+    return None
+
+
 def _call(fn, ts):
     given = copy.deepcopy(ts)  # a solution that sorts in place must not change our data
     try:
         out = fn(given)
     except (NotImplementedError, CheckFailed):
         raise
-    except (IndexError, ZeroDivisionError, TypeError, ValueError, KeyError) as error:
-        raise CheckFailed(
-            f"latency_percentiles() raised {type(error).__name__} ({error}); requests with an "
-            f"error or no tokens have no TTFT, one-token requests no TPOT: leave them out, and "
-            f"return None where no request qualifies"
-        ) from None
+    except Exception as error:  # noqa: BLE001 - say how it crashed, in one sentence
+        raise crashed("latency_percentiles", error, _crash_hint(fn, ts)) from None
     if not isinstance(out, dict):
         raise CheckFailed(
             f"latency_percentiles() returned {type(out).__name__}; return a dict with the keys "
@@ -192,18 +336,27 @@ def _call(fn, ts):
         )
     missing = [k for k in KEYS if k not in out]
     if missing:
-        raise CheckFailed(f"the result lacks the keys {missing}; it needs {', '.join(KEYS)}")
+        raise CheckFailed(
+            f"the result lacks the keys {missing} (it has {sorted(map(str, out))}); it needs "
+            f"{', '.join(KEYS)}"
+        )
+    values = {}
     for k in KEYS:
         v = out[k]
-        if v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Real)):
-            raise CheckFailed(f"{k} is a {type(v).__name__}; give a number of seconds or None")
-    return out
+        values[k] = None if v is None else _number(v)
+        if v is not None and values[k] is None:
+            raise CheckFailed(
+                f"{k} is a {type(v).__name__} ({str(v)[:40]}); give one number of seconds, or None"
+            )
+    return values
 
 
-def _close(a, b):
+def _close(a, b, tol=_TOL):
     if a is None or b is None:
         return a is None and b is None
-    return math.isclose(float(a), b, rel_tol=1e-9, abs_tol=1e-12)
+    if math.isnan(a) or math.isnan(b):
+        return math.isnan(a) and math.isnan(b)
+    return abs(a - b) <= tol
 
 
 def _conventions(ts):
@@ -211,10 +364,28 @@ def _conventions(ts):
 
 
 def _diagnose(out, ts, keys=KEYS):
+    right = _right(ts)
     for description, wrong in _MISTAKES:
         bad = wrong(ts)
-        if all(_close(out[k], bad[k]) for k in keys):
+        # a mistake is named only where it changes one of the values checked
+        if all(_close(out[k], bad[k]) for k in keys) and not all(
+            _close(bad[k], right[k]) for k in keys
+        ):
             return description
+    for dtype in (torch.float16, torch.bfloat16):
+        rough = _low_precision(ts, dtype)
+        if all(
+            out[k] is not None
+            and rough[k] is not None
+            and abs(out[k] - rough[k]) <= 0.02 * abs(rough[k]) + 1e-3
+            for k in keys
+        ):
+            k = max(keys, key=lambda k: abs(out[k] - right[k]))
+            return (
+                f"{_NAMES[k]} is off by {abs(out[k] - right[k]):.2g} s: precision was lost, as "
+                f"in {str(dtype)[6:]} timestamps (3 significant digits); keep times as Python "
+                f"floats, float64 or float32"
+            )
     return None
 
 
@@ -223,13 +394,18 @@ def _check_keys(fn, ts, keys, what):
     convs = _conventions(ts)
     if all(any(_close(out[k], c[k]) for c in convs) for k in keys):
         return out
+    prefix = f"{what}: " if what else ""
     diagnosis = _diagnose(out, ts, keys)
     if diagnosis:
-        raise CheckFailed(diagnosis)
+        raise CheckFailed(prefix + diagnosis)
     k = next(k for k in keys if not any(_close(out[k], c[k]) for c in convs))
+
+    def s(v):
+        return "None" if v is None else f"{v:.6g} s"
+
     raise CheckFailed(
-        f"{what}: {k} is {out[k]!r}, expected {convs[0][k]!r} s (linear interpolation) "
-        f"or {convs[1][k]!r} s (nearest rank)"
+        f"{prefix}{k} is {s(out[k])}, expected {s(convs[0][k])} (linear interpolation) "
+        f"or {s(convs[1][k])} (nearest rank)"
     )
 
 
@@ -240,19 +416,20 @@ def check_format(fn):
 
 
 def check_ttft(fn):
-    _check_keys(fn, _MAIN, ("ttft_p50", "ttft_p95"), "TTFT")
+    _check_keys(fn, _MAIN, ("ttft_p50", "ttft_p95"), None)
     return f"P50 and P95 TTFT of {len(_served(_MAIN))} served requests, from arrival"
 
 
 def check_tpot(fn):
-    _check_keys(fn, _MAIN, ("tpot_p50", "tpot_p95"), "TPOT")
+    _check_keys(fn, _MAIN, ("tpot_p50", "tpot_p95"), None)
     return "P50 and P95 TPOT: one (last - first) / (n - 1) per request with 2+ tokens"
 
 
 def check_other_loads(fn):
-    for seed, n in ((1, 7), (2, 40), (3, 2)):
-        _check_keys(fn, _timelines(seed, n, one_token=1), KEYS, f"{n} requests")
-    return "right on three more runs (2, 7 and 40 requests)"
+    for ts in _OTHER_RUNS:
+        _check_keys(fn, ts, KEYS, f"on a run of {len(ts)} requests")
+    sizes = sorted(len(ts) for ts in _OTHER_RUNS)
+    return f"right on three more runs ({sizes[0]}, {sizes[1]} and {sizes[2]} requests)"
 
 
 def check_edge_cases(fn):
@@ -265,7 +442,7 @@ def check_edge_cases(fn):
             f"when every request failed there is no TTFT or TPOT: every value must be None, "
             f"got {failed_only}"
         )
-    one = _timelines(5, 1, one_token=0, failed=0)
+    one = _timelines(5, 1, one_token=0, failed=0, same_time=0)
     single = _call(fn, one)
     t = one[0]["token_times"]
     want_ttft = t[0] - one[0]["arrival"]
@@ -280,10 +457,16 @@ def check_edge_cases(fn):
             f"with a single request P50 and P95 TPOT are its own TPOT ({want_tpot:.6f} s), "
             f"got {single['tpot_p50']} and {single['tpot_p95']}"
         )
-    one_token = _call(fn, _timelines(6, 3, one_token=3, failed=0))
+    one_token = _call(fn, _timelines(6, 3, one_token=3, failed=0, same_time=0))
     if one_token["tpot_p50"] is not None or one_token["tpot_p95"] is not None:
         raise CheckFailed(
-            "when every answer has one token there is no TPOT: tpot_p50 and tpot_p95 must be None"
+            "when every answer has one token there is no TPOT: tpot_p50 and tpot_p95 must be "
+            f"None, got {one_token['tpot_p50']} and {one_token['tpot_p95']}"
+        )
+    if one_token["ttft_p50"] is None:
+        raise CheckFailed(
+            "when every answer has one token each still has a TTFT: ttft_p50 and ttft_p95 must "
+            "be numbers, got None"
         )
     return "no requests, only failures, one request, only one-token answers"
 

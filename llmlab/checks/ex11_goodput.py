@@ -3,9 +3,16 @@
 The learner writes goodput(timelines, ttft_slo, tpot_slo, duration) -> requests per second that
 were served and met both limits: TTFT <= ttft_slo and TPOT <= tpot_slo (a one-token answer has
 no TPOT and meets that limit). Timelines are dicts with "arrival", "prefill_start",
-"token_times", "error", as in exercise 9. The reference is llmlab.serving_metrics.goodput; when
-an answer is off, the checks recompute it with each classic mistake and name the one that
-matches.
+"token_times", "error", as in exercise 9. The reference is llmlab.serving_metrics.goodput: the
+rate of requests within the SLO at one load (DistServe's goodput, the highest rate at which a
+target share of requests meets the SLO, is a sweep of such runs; the task names both).
+
+The test data tells the mistakes apart: requests that miss only the TTFT limit, only the TPOT
+limit, both or neither; uneven gaps between tokens (so the longest or the median gap is not the
+mean); queueing (so TTFT from prefill_start differs); one-token answers; failed requests, one of
+them after producing tokens. No request's TTFT or TPOT lies within 0.1 ms of a limit, so float32
+timestamps (off by ~1 microsecond) decide every request as float64 does; only the boundary check
+puts a request exactly on its limits, with values float32 holds exactly.
 """
 
 import copy
@@ -13,40 +20,14 @@ import math
 import numbers
 import random
 
-from llmlab.checks import CheckFailed, run_checks
+from llmlab.checks import CheckFailed, crashed, run_checks
 from llmlab.serving_metrics import goodput as _reference
 
-
-def _timelines(seed, n):
-    rng = random.Random(seed)
-    out, t = [], 0.0
-    for i in range(n):
-        t += rng.uniform(0.02, 0.3)
-        start = t + rng.choice([0.0, rng.uniform(0.0, 0.6)])
-        first = start + rng.uniform(0.02, 0.1)
-        count = 1 if i % 7 == 3 else rng.randint(2, 25)
-        gap = rng.choice([rng.uniform(0.01, 0.04), rng.uniform(0.05, 0.12)])
-        times = [first + k * gap for k in range(count)]
-        out.append({"arrival": t, "prefill_start": start, "token_times": times, "error": None})
-    out.append({"arrival": t + 0.1, "prefill_start": None, "token_times": [],
-                "error": "needs more KV blocks than the pool has"})  # fmt: skip
-    rng.shuffle(out)
-    return out
+_MARGIN = 1e-4  # seconds between any request's TTFT or TPOT and a limit
 
 
-_CASES = [  # timelines, ttft_slo, tpot_slo, duration
-    (_timelines(11, 40), 0.3, 0.05, 12.0),
-    (_timelines(12, 25), 0.07, 0.08, 7.5),
-    (_timelines(13, 60), 0.5, 0.045, 20.0),
-]
-
-
-def _served(ts):
-    return [t for t in ts if not t["error"] and t["token_times"]]
-
-
-def _ttft(t):
-    return t["token_times"][0] - t["arrival"]
+def _ttft(t, start="arrival"):
+    return t["token_times"][0] - t[start]
 
 
 def _tpot(t, divide=lambda n: n - 1):
@@ -54,8 +35,76 @@ def _tpot(t, divide=lambda n: n - 1):
     return None if n < 2 else (t["token_times"][-1] - t["token_times"][0]) / divide(n)
 
 
-def _count(ts, keep):
-    return sum(1 for t in _served(ts) if keep(t))
+def _timelines(seed, n, ttft_slo, tpot_slo):
+    """n requests drawn around the limits (none within _MARGIN of one), plus two failures."""
+    rng = random.Random(seed)
+    out, t = [], 0.0
+    while len(out) < n:
+        t += rng.uniform(0.02, 0.3)
+        start = t + rng.choice([0.0, rng.uniform(0.0, 0.6)])
+        first = start + rng.uniform(0.02, 0.1)
+        count = 1 if len(out) % 7 == 3 else rng.randint(3, 25)
+        gap = rng.choice([rng.uniform(0.01, 0.04), rng.uniform(0.04, 0.12)])
+        times = [first]
+        for _ in range(count - 1):  # uneven gaps: the longest and the median are not the mean
+            times.append(times[-1] + gap * rng.choice([0.4, 0.7, 1.0, 1.3, 2.2]))
+        request = {"arrival": t, "prefill_start": start, "token_times": times, "error": None}
+        tpot = _tpot(request)
+        if abs(_ttft(request) - ttft_slo) < _MARGIN or (
+            tpot is not None and abs(tpot - tpot_slo) < _MARGIN
+        ):
+            continue  # too close to a limit for float32 to decide it as float64 does
+        out.append(request)
+    out.append({"arrival": t + 0.1, "prefill_start": None, "token_times": [],
+                "error": "needs more KV blocks than the pool has"})  # fmt: skip
+    fast = out[0]["arrival"] + 0.5 * ttft_slo
+    out.append({"arrival": out[0]["arrival"], "prefill_start": out[0]["arrival"],
+                "token_times": [fast, fast + 0.5 * tpot_slo, fast + tpot_slo],
+                "error": "the client disconnected"})  # fmt: skip
+    rng.shuffle(out)
+    return out
+
+
+def _case(seed, n, ttft_slo, tpot_slo, duration):
+    return (_timelines(seed, n, ttft_slo, tpot_slo), ttft_slo, tpot_slo, duration)
+
+
+_CASES = [  # timelines, ttft_slo, tpot_slo, duration
+    _case(11, 40, 0.3, 0.05, 12.0),
+    _case(12, 25, 0.07, 0.08, 7.5),
+    _case(13, 60, 0.5, 0.045, 20.0),
+]
+
+
+def _served(ts):
+    return [t for t in ts if not t["error"] and t["token_times"]]
+
+
+def _count(ts, keep, served=_served):
+    return sum(1 for t in served(ts) if keep(t))
+
+
+def _meets_tpot(t, b, tpot=_tpot):
+    value = tpot(t)
+    return value is None or value <= b
+
+
+def _gap_tpot(statistic):
+    def tpot(t):
+        times = t["token_times"]
+        gaps = sorted(y - x for x, y in zip(times, times[1:]))
+        return statistic(gaps) if gaps else None
+
+    return tpot
+
+
+def _median(xs):
+    m = len(xs) // 2
+    return xs[m] if len(xs) % 2 else (xs[m - 1] + xs[m]) / 2
+
+
+def _with_tokens(ts):
+    return [t for t in ts if t["token_times"]]
 
 
 _MISTAKES = [
@@ -74,7 +123,11 @@ _MISTAKES = [
     ),
     (
         "it checks only TPOT; a request must also have its first token within the TTFT limit",
-        lambda ts, a, b, d: _count(ts, lambda t: _tpot(t) is None or _tpot(t) <= b) / d,
+        lambda ts, a, b, d: _count(ts, lambda t: _meets_tpot(t, b)) / d,
+    ),
+    (
+        "it counts requests that met either limit; a request must meet both",
+        lambda ts, a, b, d: _count(ts, lambda t: _ttft(t) <= a or _meets_tpot(t, b)) / d,
     ),
     (
         "it leaves out one-token answers; they have no TPOT and meet the TPOT limit",
@@ -83,27 +136,66 @@ _MISTAKES = [
         ),
     ),
     (
+        "it counts a request that has an error because it produced tokens; a request with an "
+        "error was not served, whatever it produced",
+        lambda ts, a, b, d: (
+            _count(ts, lambda t: _ttft(t) <= a and _meets_tpot(t, b), _with_tokens) / d
+        ),
+    ),
+    (
         "it measures TTFT from prefill_start; from arrival, the queueing counts",
         lambda ts, a, b, d: (
-            _count(
-                ts,
-                lambda t: (
-                    t["token_times"][0] - t["prefill_start"] <= a
-                    and (_tpot(t) is None or _tpot(t) <= b)
-                ),
-            )
-            / d
+            _count(ts, lambda t: _ttft(t, "prefill_start") <= a and _meets_tpot(t, b)) / d
+        ),
+    ),
+    (
+        "it compares the end-to-end latency (arrival to last token) with ttft_slo; TTFT ends at "
+        "the first token",
+        lambda ts, a, b, d: (
+            _count(ts, lambda t: t["token_times"][-1] - t["arrival"] <= a and _meets_tpot(t, b)) / d
         ),
     ),
     (
         "its TPOT divides by n; n tokens leave n - 1 gaps after the first",
         lambda ts, a, b, d: (
             _count(
-                ts,
-                lambda t: _ttft(t) <= a and (_tpot(t) is None or _tpot(t, divide=lambda n: n) <= b),
+                ts, lambda t: _ttft(t) <= a and _meets_tpot(t, b, lambda t: _tpot(t, lambda n: n))
             )
             / d
         ),
+    ),
+    (
+        "its TPOT is end-to-end latency / n, which folds TTFT in; TPOT is (last - first) / (n - 1)",
+        lambda ts, a, b, d: (
+            _count(
+                ts,
+                lambda t: (
+                    _ttft(t) <= a
+                    and (
+                        len(t["token_times"]) < 2
+                        or (t["token_times"][-1] - t["arrival"]) / len(t["token_times"]) <= b
+                    )
+                ),
+            )
+            / d
+        ),
+    ),
+    (
+        "it holds every gap between tokens to the TPOT limit (the longest gap); TPOT is the mean "
+        "gap, (last - first) / (n - 1)",
+        lambda ts, a, b, d: (
+            _count(ts, lambda t: _ttft(t) <= a and _meets_tpot(t, b, _gap_tpot(max))) / d
+        ),
+    ),
+    (
+        "its TPOT is the median gap between tokens; TPOT is the mean gap, (last - first) / (n - 1)",
+        lambda ts, a, b, d: (
+            _count(ts, lambda t: _ttft(t) <= a and _meets_tpot(t, b, _gap_tpot(_median))) / d
+        ),
+    ),
+    (
+        "it compares TTFT with tpot_slo and TPOT with ttft_slo; the limits are swapped",
+        lambda ts, a, b, d: _count(ts, lambda t: _ttft(t) <= b and _meets_tpot(t, a)) / d,
     ),
     (
         "it returns a count of requests; divide by duration for requests per second",
@@ -114,14 +206,70 @@ _MISTAKES = [
         lambda ts, a, b, d: _reference(ts, a, b, d) * d / len(ts),
     ),
     (
-        "it divides by the number of served requests' span, not by the given duration",
+        "it returns the share of served requests that met the SLO; goodput is requests per second",
+        lambda ts, a, b, d: _reference(ts, a, b, d) * d / len(_served(ts)),
+    ),
+    (
+        "it divides by the run's span (first arrival to last token), not by the given duration",
         lambda ts, a, b, d: (
             _reference(ts, a, b, d)
             * d
             / (max(t["token_times"][-1] for t in _served(ts)) - min(t["arrival"] for t in ts))
         ),
     ),
+    (
+        "it counts the tokens of the requests that met the SLO; goodput counts requests",
+        lambda ts, a, b, d: (
+            sum(len(t["token_times"]) for t in _served(ts) if _ttft(t) <= a and _meets_tpot(t, b))
+            / d
+        ),
+    ),
 ]
+
+
+# ---- calling the learner's code -------------------------------------------------------------------
+def _works(fn, ts, a=1.0, b=1.0, d=10.0):
+    try:
+        fn(copy.deepcopy(ts), a, b, d)
+        return True
+    except Exception:  # noqa: BLE001 - any error means: not on this input
+        return False
+
+
+def _crash_hint(fn, ts):
+    """Why the learner's code raised on ts, found by retrying on simpler inputs; None if unknown."""
+    if not ts:
+        if _works(fn, _CASES[0][0][:3]):
+            return "it fails on an empty list of requests: with no requests goodput is 0"
+        return None
+    clean = [t for t in _served(ts) if len(t["token_times"]) >= 2]
+    if not clean or not _works(fn, clean):
+        return None
+    failed = [t for t in ts if t["error"]]
+    if failed and not _works(fn, clean + failed):
+        return (
+            "it fails on a request with an error (its token_times may be empty): such a request "
+            "was not served, skip it"
+        )
+    one = [t for t in ts if len(t["token_times"]) == 1 and not t["error"]]
+    if one and not _works(fn, clean + one):
+        return (
+            "it fails on a one-token answer: it has no TPOT (no gap after the first token), so "
+            "it meets the TPOT limit"
+        )
+    return None
+
+
+def _number(v):
+    """v as a float if it is one number (a float, int, NumPy scalar or one-element tensor)."""
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, numbers.Real):
+        return float(v)
+    size = v.numel() if hasattr(v, "numel") else getattr(v, "size", None)
+    if size == 1 and hasattr(v, "item"):
+        return float(v.item())
+    return None
 
 
 def _call(fn, ts, a, b, d):
@@ -129,27 +277,35 @@ def _call(fn, ts, a, b, d):
         out = fn(copy.deepcopy(ts), a, b, d)
     except (NotImplementedError, CheckFailed):
         raise
-    except (IndexError, ZeroDivisionError, TypeError, KeyError) as error:
+    except Exception as error:  # noqa: BLE001 - say how it crashed, in one sentence
+        raise crashed("goodput", error, _crash_hint(fn, ts)) from None
+    value = _number(out)
+    if value is None or not math.isfinite(value):
         raise CheckFailed(
-            f"goodput() raised {type(error).__name__} ({error}); requests with an error or no "
-            f"tokens never met the SLO, and one-token answers have no TPOT"
-        ) from None
-    if isinstance(out, bool) or not isinstance(out, numbers.Real) or not math.isfinite(out):
-        raise CheckFailed(f"goodput() returned {out!r}; return requests per second (a float)")
-    return float(out)
+            f"goodput() returned {str(out)[:60]} ({type(out).__name__}); return requests per "
+            f"second, one number"
+        )
+    return value
 
 
 def _close(a, b):
-    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+    return math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9)
 
 
 def check_goodput(fn):
     answers = [_call(fn, *case) for case in _CASES]
     if all(_close(a, _reference(*case)) for a, case in zip(answers, _CASES)):
-        return f"right on {len(_CASES)} runs of 25 to 60 requests"
+        return f"right on {len(_CASES)} runs of 27 to 62 requests"
     for description, wrong in _MISTAKES:
         if all(_close(a, wrong(*case)) for a, case in zip(answers, _CASES)):
             raise CheckFailed(description)
+    if all(a == 0 for a in answers):
+        ts, a, b, d = _CASES[0]
+        good = round(_reference(ts, a, b, d) * d)
+        raise CheckFailed(
+            f"it counts no request, while {good} of {len(ts)} met both limits on the first run "
+            f"(times and limits are both in seconds)"
+        )
     got, case = next((a, c) for a, c in zip(answers, _CASES) if not _close(a, _reference(*c)))
     raise CheckFailed(
         f"for {len(case[0])} requests, TTFT <= {case[1]} s, TPOT <= {case[2]} s over "
@@ -158,7 +314,7 @@ def check_goodput(fn):
 
 
 def check_boundaries(fn):
-    on_the_limit = [{"arrival": 0.0, "prefill_start": 0.0, "token_times": [0.25, 0.5, 0.75],
+    on_the_limit = [{"arrival": 0.0, "prefill_start": 0.0, "token_times": [0.25, 0.375, 0.75],
                      "error": None}]  # fmt: skip
     got = _call(fn, on_the_limit, 0.25, 0.25, 2.0)
     if not _close(got, 0.5):
@@ -169,7 +325,11 @@ def check_boundaries(fn):
     got = _call(fn, [], 1.0, 1.0, 5.0)
     if got != 0:
         raise CheckFailed(f"with no requests goodput is 0, got {got}")
-    return "a request exactly at its limits meets them; no requests: 0"
+    failed = [t for t in _CASES[0][0] if t["error"]]
+    got = _call(fn, failed, 1.0, 1.0, 5.0)
+    if got != 0:
+        raise CheckFailed(f"when every request failed goodput is 0, got {got}")
+    return "a request exactly at its limits meets them; no requests, or only failures: 0"
 
 
 CHECKS = [("goodput", check_goodput), ("limits and empty runs", check_boundaries)]

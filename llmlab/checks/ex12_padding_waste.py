@@ -3,22 +3,57 @@
 The learner writes padding_waste(lengths, batch_size) -> the share of decode slots (a row of the
 batch for one step) that hold a request which has already finished, when requests are batched
 statically in arrival order, batch_size at a time, and each batch runs until its longest answer
-is done. The last batch may be smaller; rows that hold no request do not count. When an answer
-is off, the checks recompute it with each classic mistake and name the one that matches.
+is done. The last batch may be smaller; rows that hold no request do not count. A slot is a row
+for one step that makes a token, the prefill step that makes the first one included (the
+engine's StepStats.padding_rows counts the same wasted rows over decode steps only; the task
+says so). When an answer is off, the checks recompute it with each classic mistake and name the
+one that matches. Shares are compared within 1e-6, which float32 arithmetic meets; every known
+mistake is off by far more on some workload.
 """
 
 import math
 import numbers
 import random
 
-from llmlab.checks import CheckFailed, run_checks
+from llmlab.checks import CheckFailed, crashed, one_line, run_checks
+
+
+def _batches(lengths, b):
+    return [lengths[i : i + b] for i in range(0, len(lengths), b)]
 
 
 def _right(lengths, b):
-    slots = sum(
-        len(lengths[i : i + b]) * max(lengths[i : i + b]) for i in range(0, len(lengths), b)
-    )
+    slots = sum(len(x) * max(x) for x in _batches(lengths, b))
     return 0.0 if slots == 0 else 1 - sum(lengths) / slots
+
+
+def _decode_steps_only(lengths, b):  # the engine's padding_rows over its decode rows
+    slots = sum(len(x) * (max(x) - 1) for x in _batches(lengths, b))
+    return 1 - sum(n - 1 for n in lengths) / slots
+
+
+def _mean_of_batch_shares(lengths, b):
+    shares = [1 - sum(x) / (len(x) * max(x)) for x in _batches(lengths, b)]
+    return sum(shares) / len(shares)
+
+
+def _last_batch_dropped(lengths, b):
+    whole = len(lengths) // b * b
+    return _right(lengths[:whole], b) if whole else 0.0
+
+
+def _percent(lengths, b):
+    return 100 * _right(lengths, b)
+
+
+def _slice_one_short(lengths, b):
+    batches = [lengths[i : i + b - 1] for i in range(0, len(lengths), b)]
+    batches = [x for x in batches if x]
+    return 1 - sum(map(sum, batches)) / sum(len(x) * max(x) for x in batches)
+
+
+def _sorted_descending(lengths, b):
+    return _right(sorted(lengths, reverse=True), b)
 
 
 def _global_max(lengths, b):
@@ -80,20 +115,71 @@ _MISTAKES = [
      _full_last_batch),
     ("it divides the wasted slots by the used ones; divide by all slots", _waste_over_used),
     ("it returns the number of wasted slots; return their share of all slots", _waste_count),
-    ("each batch runs for its mean length; it runs until its longest answer is done",
+    ("it finds no waste on any workload, as if each batch ran for its mean length (or an integer "
+     "division, //, rounded the share to 0); a batch runs until its longest answer is done",
      _mean_not_max),
     ("it returns the share of slots in use; return the share wasted", _used_share),
     ("its batches hold batch_size - 1 requests; they hold batch_size", _one_too_few),
     ("it deals requests out to batches in turn (0, k, 2k, ...); batches take consecutive "
      "arrivals", _strided),
+    ("it sorts the requests by length before batching; batch them in arrival order, as they "
+     "come", _sorted_descending),
+    ("it counts decode steps only, as the engine's padding_rows does; this exercise counts the "
+     "step that makes the first token as a slot too (a batch has rows x longest slots)",
+     _decode_steps_only),
+    ("it averages each batch's waste share; divide all wasted slots by all slots (a longer "
+     "batch has more slots and weighs more)", _mean_of_batch_shares),
+    ("it leaves out the last, smaller batch; its rows waste slots too", _last_batch_dropped),
+    ("it returns a percentage; return a share, a float in [0, 1)", _percent),
+    ("each batch's slice is one request short (lengths[i:i + batch_size - 1]); a batch holds "
+     "lengths[i:i + batch_size]", _slice_one_short),
 ]  # fmt: skip
 
 _rng = random.Random(12)
-_CASES = [
+_CASES = [  # a smaller last batch (3 of 4, 1 of 8), whole batches, one batch wider than the list
     ([_rng.randint(1, 60) for _ in range(23)], 4),
     ([_rng.choice([3, 5, 8, 120]) for _ in range(17)], 8),
     ([_rng.randint(10, 30) for _ in range(9)], 3),
+    ([5, 40, 12], 8),
 ]
+
+
+def _works(fn, lengths, b):
+    try:
+        fn(list(lengths), b)
+        return True
+    except Exception:  # noqa: BLE001 - any error means: not on this input
+        return False
+
+
+def _crash_hint(fn, lengths, b):
+    """Why the learner's code raised, found by retrying on simpler inputs; None if unknown."""
+    if not lengths:
+        if _works(fn, [4, 9, 2, 7], 2):
+            return "it fails on an empty list: with no requests return 0.0"
+        return None
+    if len(lengths) % b and _works(fn, lengths[: len(lengths) // b * b] or lengths[:1], 1):
+        whole = lengths[: len(lengths) // b * b]
+        if whole and _works(fn, whole, b):
+            return (
+                "it works when the requests fill whole batches but not here: the last batch "
+                f"may hold fewer than batch_size requests ({len(lengths) % b} of {b})"
+            )
+        if not whole:
+            return f"it fails when batch_size ({b}) exceeds the {len(lengths)} requests"
+    return None
+
+
+def _number(v):
+    """v as a float if it is one number (a float, int, NumPy scalar or one-element tensor)."""
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, numbers.Real):
+        return float(v)
+    size = v.numel() if hasattr(v, "numel") else getattr(v, "size", None)
+    if size == 1 and hasattr(v, "item"):
+        return float(v.item())
+    return None
 
 
 def _call(fn, lengths, b):
@@ -101,18 +187,23 @@ def _call(fn, lengths, b):
         out = fn(list(lengths), b)
     except (NotImplementedError, CheckFailed):
         raise
-    except (ValueError, ZeroDivisionError, TypeError, IndexError) as error:
+    except Exception as error:  # noqa: BLE001 - say how it crashed, in one sentence
+        hint = _crash_hint(fn, lengths, b)
+        where = f"on {len(lengths)} requests in batches of {b}"
+        raise crashed("padding_waste", error, hint or where) from None
+    value = _number(out)
+    if not lengths and value is not None and not math.isfinite(value):
+        raise CheckFailed(f"with no requests there are no slots: return 0.0, not {value} (0 / 0)")
+    if value is None or not math.isfinite(value):
         raise CheckFailed(
-            f"padding_waste() raised {type(error).__name__} ({error}) on {len(lengths)} requests "
-            f"in batches of {b}"
-        ) from None
-    if isinstance(out, bool) or not isinstance(out, numbers.Real) or not math.isfinite(out):
-        raise CheckFailed(f"padding_waste() returned {out!r}; return a share (a float in [0, 1))")
-    return float(out)
+            f"padding_waste() returned {str(out)[:60]} ({type(out).__name__}); return a share, "
+            f"one float in [0, 1)"
+        )
+    return value
 
 
 def _close(a, b):
-    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+    return abs(a - b) <= 1e-6
 
 
 def check_waste(fn):
@@ -136,21 +227,30 @@ def check_no_waste(fn):
     got = _call(fn, [5, 9, 2], 1)
     if not _close(got, 0.0):
         raise CheckFailed(f"batches of one waste nothing; got {got}")
-    return "equal lengths and batches of one waste nothing"
+    got = _call(fn, [], 4)
+    if got != 0:
+        raise CheckFailed(f"with no requests the share is 0.0, got {got}")
+    return "equal lengths, batches of one and no requests waste nothing"
 
 
 def check_bad_batch_size(fn):
-    try:
-        fn([3, 4], 0)
-    except ValueError:
-        return "batch_size 0 raises ValueError"
-    except NotImplementedError:
-        raise
-    except Exception as error:  # noqa: BLE001 - any other error is the wrong kind
+    for b in (0, -2):
+        try:
+            out = fn([3, 4, 8], b)
+        except ValueError:
+            continue
+        except NotImplementedError:
+            raise
+        except Exception as error:  # noqa: BLE001 - any other error is the wrong kind
+            raise CheckFailed(
+                f"batch_size {b} must raise ValueError, got {type(error).__name__} "
+                f"({one_line(error, 80)})"
+            ) from None
         raise CheckFailed(
-            f"batch_size 0 must raise ValueError, got {type(error).__name__}"
-        ) from None
-    raise CheckFailed("batch_size 0 must raise ValueError; it returned a value")
+            f"batch_size {b} must raise ValueError; it returned {str(out)[:40]}"
+            + (" (test batch_size < 1, not == 0)" if b < 0 else "")
+        )
+    return "batch_size 0 and -2 raise ValueError"
 
 
 CHECKS = [
