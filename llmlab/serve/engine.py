@@ -12,6 +12,7 @@ the next arrival: a load test never sleeps, and every timestamp is compute time.
 
 import math
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
@@ -103,6 +104,10 @@ class Engine:
         """
         yield from self._serve(self._sequences(requests))
 
+    def session(self) -> "Session":
+        """The engine on the wall clock, taking requests while it runs (llmlab.serve.http)."""
+        return Session(self)
+
     # ---- the loop -----------------------------------------------------------------------------
     def _sequences(self, requests) -> list[Sequence]:
         if not isinstance(requests, (list, tuple)):
@@ -134,50 +139,51 @@ class Engine:
                 if not scheduler.has_work():
                     clock = pending[-1].request.arrival  # idle until the next request arrives
                     continue
-                work, preempted = scheduler.schedule()
-                assert work, "a request that fits the pool alone must always make progress"
-                for seq, _ in work:
-                    if seq.result.prefill_start is None:  # its first step: note what the cache held
-                        seq.result.prefill_start = clock
-                        seq.result.cached_prompt_tokens = seq.num_computed
-                decode = sum(1 for seq, _ in work if seq.num_generated > 0 and seq.to_compute == 1)
-                prefill = sum(n for _, n in work) - decode
-                one_position = sum(1 for _, n in work if n == 1)  # the rows of the decode pass
-                padding = max(0, scheduler.decode_rows() - one_position) if one_position else 0
-                started = time.perf_counter()
-                picked = self.runner.step(work, padding=padding)
-                if self.model.device.type == "cuda":
-                    torch.cuda.synchronize()
-                duration = time.perf_counter() - started
-                if self.step_clock is not None:  # padding rows cost what decode rows cost
-                    duration = float(self.step_clock(decode + padding, prefill))
-                step_start, clock = clock, clock + duration
-                for seq, _ in work:
-                    self.blocks.register_full_blocks(seq)
-                for seq, token in picked:
-                    seq.tokens.append(token)
-                    seq.result.tokens.append(token)
-                    seq.result.token_times.append(clock)
-                    if seq.is_done():
-                        seq.result.finish_time = clock
-                        scheduler.finish(seq)
-                self.steps.append(
-                    self._stats(
-                        len(self.steps),
-                        step_start,
-                        duration,
-                        scheduler,
-                        decode,
-                        prefill,
-                        len(preempted),
-                        padding,
-                    )
-                )
+                picked, clock, stats = self._step(scheduler, clock, len(self.steps))
+                self.steps.append(stats)
                 for seq, token in picked:
                     yield TokenEvent(seq.request, token, clock)
         finally:  # a stream closed early must not leave blocks held
             for seq in list(scheduler.running):
                 self.blocks.release(seq)
+
+    def _step(self, scheduler, clock: float, index: int):
+        """One step starting at `clock`: schedule, compute, append the new tokens.
+
+        Returns [(sequence, new token)], the clock at the step's end (clock + its measured time,
+        or what step_clock says) and the step's StepStats.
+        """
+        work, preempted = scheduler.schedule()
+        assert work, "a request that fits the pool alone must always make progress"
+        for seq, _ in work:
+            if seq.result.prefill_start is None:  # its first step: note what the cache held
+                seq.result.prefill_start = clock
+                seq.result.cached_prompt_tokens = seq.num_computed
+        decode = sum(1 for seq, _ in work if seq.num_generated > 0 and seq.to_compute == 1)
+        prefill = sum(n for _, n in work) - decode
+        one_position = sum(1 for _, n in work if n == 1)  # the rows of the decode pass
+        padding = max(0, scheduler.decode_rows() - one_position) if one_position else 0
+        started = time.perf_counter()
+        picked = self.runner.step(work, padding=padding)
+        if self.model.device.type == "cuda":
+            torch.cuda.synchronize()
+        duration = time.perf_counter() - started
+        if self.step_clock is not None:  # padding rows cost what decode rows cost
+            duration = float(self.step_clock(decode + padding, prefill))
+        step_start, clock = clock, clock + duration
+        for seq, _ in work:
+            self.blocks.register_full_blocks(seq)
+        for seq, token in picked:
+            seq.tokens.append(token)
+            seq.result.tokens.append(token)
+            seq.result.token_times.append(clock)
+            if seq.is_done():
+                seq.result.finish_time = clock
+                scheduler.finish(seq)
+        stats = self._stats(
+            index, step_start, duration, scheduler, decode, prefill, len(preempted), padding
+        )
+        return picked, clock, stats
 
     def _check(self, r: Request) -> str | None:
         """Why this request cannot be served, in one sentence, or None."""
@@ -243,3 +249,73 @@ class Engine:
             kv_wasted_bytes=reserved - used,
             kv_pool_bytes=self.pool.nbytes,
         )
+
+
+class Session:
+    """The engine served live: requests join while it runs, on the wall clock.
+
+        session = engine.session()
+        seq = session.add(Request(prompt, 16, arrival=session.now()))
+        while session.has_work():
+            for seq, token in session.step(): ...   # seq.result holds its timeline so far
+        session.cancel(seq)   # its client went away: it leaves, its blocks return to the pool
+
+    The clock is the wall clock in seconds since the session opened: a request's arrival is
+    when it reached the server, and each token's time is when its step ended. The same
+    scheduler, block manager and runner as run(); one step at a time, from one thread at a time.
+    """
+
+    def __init__(self, engine: Engine, keep_steps: int = 1000):
+        if engine.step_clock is not None:
+            raise ValueError(
+                "a live Session keeps the wall clock: use an Engine without step_clock"
+            )
+        self.engine = engine
+        self.scheduler = Scheduler(
+            engine.blocks, engine.policy, engine.max_batch_size, engine.chunk_size
+        )
+        self.started = time.perf_counter()
+        self.steps: deque[StepStats] = deque(maxlen=keep_steps)  # the latest only: it runs for days
+        self.num_steps = 0
+        self.num_added = 0
+
+    def now(self) -> float:
+        return time.perf_counter() - self.started
+
+    def check(self, request: Request) -> str | None:
+        """Why this request cannot be served, in one sentence, or None (as run() decides)."""
+        return self.engine._check(request)
+
+    def add(self, request: Request) -> Sequence:
+        """Put a request in the waiting queue; it runs from the next step on."""
+        error = self.check(request)
+        if error is not None:
+            raise ValueError(error)
+        if request.max_new_tokens == 0:
+            raise ValueError("max_new_tokens must be >= 1 for a live request")
+        seq = Sequence(self.num_added, request, self.engine.model.device)
+        self.num_added += 1
+        self.scheduler.add(seq)
+        return seq
+
+    def has_work(self) -> bool:
+        return self.scheduler.has_work()
+
+    def step(self) -> list[tuple[Sequence, int]]:
+        """Run one step; return [(sequence, new token)]. A finished sequence has left."""
+        picked, _, stats = self.engine._step(self.scheduler, self.now(), self.num_steps)
+        self.steps.append(stats)
+        self.num_steps += 1
+        return picked
+
+    def cancel(self, seq: Sequence):
+        """Take seq out wherever it is; blocks it holds go back to the pool."""
+        if seq.status == Status.FINISHED:
+            return
+        if seq in self.scheduler.waiting:  # a waiting sequence holds no blocks
+            self.scheduler.waiting.remove(seq)
+        else:
+            self.scheduler.finish(seq)
+        seq.status = Status.FINISHED
+        seq.result.error = "cancelled"
+        seq.result.finish_time = self.now()
