@@ -1,12 +1,9 @@
 """llmlab: the course's lab bench. A tiny GPT with a KV cache, and the tools the chapters measure with."""
 
-from llmlab._memory import release_large_buffers
 from llmlab.checkpoint import load_agreement_model
 from llmlab.generate import generate
 from llmlab.kv_cache import KVCache, kv_cache_bytes
 from llmlab.model import GPTConfig, TinyGPT, attention, causal_mask
-
-release_large_buffers()  # freed tensors go back to the system: see _memory.py
 
 __all__ = [
     "GPTConfig",

@@ -1,29 +1,31 @@
-"""Give freed tensor memory back to the operating system (Linux, glibc), so a notebook's peak is
-its live tensors, not its history.
+"""Give freed memory back to the operating system (Linux, glibc), so a notebook's peak is its
+live tensors, not its history.
 
-glibc's malloc serves a large request with its own mmap, returned to the system on free, but
-after the first such free it raises that threshold to the freed size (up to 32 MiB), and from
-then on buffers of that size come from the heap, where freed space stays in the process. A
-notebook that builds a model and runs a few forward passes kept 300 MB it no longer used that
-way: chapter 5 peaked at 1.24 GiB instead of 0.86 (Binder grants a whole session 1-2 GB).
-Fixing the threshold at 1 MiB stops the drift: activations and weights are mmap'd and unmapped
-when freed; the small buffers of a decode step stay on the heap, where reuse is cheap.
+glibc's malloc keeps freed blocks in the process for reuse: after a model is built and a few
+forward passes have run, hundreds of MB that no tensor uses still count as the process's
+resident memory, and the next large allocation lands on top of them. `release_free_memory`
+(glibc's malloc_trim) hands those pages back. llmlab.measure calls it after every timing and
+probe, outside the timed region: chapter 5 then peaks at about 0.93 GiB instead of 1.03 (Binder
+grants a whole session 1-2 GB).
+
+Fixing malloc's mmap threshold low instead (so every large buffer is unmapped when freed) saved
+as much memory but made the serving engine 3.7 times slower: each step's buffers were mapped
+and page-faulted afresh.
 """
 
 import ctypes
 import ctypes.util
 import sys
 
-M_MMAP_THRESHOLD = -3  # mallopt's parameter number, from glibc's malloc.h
-THRESHOLD_BYTES = 2**20
-
-
-def release_large_buffers() -> bool:
-    """Fix glibc's mmap threshold at 1 MiB; True if it was set (False off glibc)."""
-    if not sys.platform.startswith("linux"):
-        return False
+_libc = None
+if sys.platform.startswith("linux"):
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.mallopt(M_MMAP_THRESHOLD, THRESHOLD_BYTES))
-    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
-        return False
+        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        _libc.malloc_trim  # noqa: B018 - glibc only (musl has none)
+    except (OSError, AttributeError):
+        _libc = None
+
+
+def release_free_memory() -> bool:
+    """Return freed heap pages to the system; True if anything was released (False off glibc)."""
+    return bool(_libc.malloc_trim(0)) if _libc is not None else False

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from llmlab._memory import release_free_memory
 from llmlab.kv_cache import kv_cache_bytes
 
 
@@ -143,11 +144,12 @@ def time_it(
     times = []
     if repeat is not None:
         times = [_timed_call(fn, device) for _ in range(repeat)]
-        return Timing(tuple(times))
-    while len(times) < max_repeat:
-        times.append(_timed_call(fn, device))
-        if _settled(times, 0.02) or (len(times) >= 3 and sum(times) > budget_s):
-            break
+    else:
+        while len(times) < max_repeat:
+            times.append(_timed_call(fn, device))
+            if _settled(times, 0.02) or (len(times) >= 3 and sum(times) > budget_s):
+                break
+    release_free_memory()  # after the clock: freed buffers go back to the system (_memory.py)
     return Timing(tuple(times))
 
 
@@ -181,6 +183,7 @@ def compare(
             settled = all(_settled(t, 0.02) for t in times.values())
             if settled or time.perf_counter() - start > budget_s:
                 break
+    release_free_memory()
     return {name: Timing(tuple(t)) for name, t in times.items()}
 
 
@@ -373,12 +376,9 @@ def decode_share(model, probe: MachineProbe, context: int = 8) -> DecodeShare:
     if not isinstance(probe, MachineProbe):
         raise TypeError(f"probe must be a MachineProbe, got {type(probe).__name__}")
     device = model.device
+    # Cached keys and values left as zeros: the step reads the same bytes whatever they hold.
     cache = model.new_kv_cache(batch_size=1, max_len=context + 1)
     token = torch.zeros(1, 1, dtype=torch.long, device=device)
-    with torch.inference_mode():
-        if context:
-            prefix = torch.zeros(1, context, dtype=torch.long, device=device)
-            model(prefix, kv_cache=cache, last_only=True)
 
     @torch.inference_mode()
     def step():

@@ -15,6 +15,8 @@ direction. Every verdict made in a process is kept in RECORDED, so a test can ch
 verdicts a page glued.
 """
 
+import math
+import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -43,13 +45,13 @@ def _record(helper, kind, text, **values) -> Verdict:
 
 
 def _check_tie(tie):
-    if isinstance(tie, bool) or not isinstance(tie, (int, float)) or not 0 <= tie < 1:
-        raise ValueError(f"tie must be a relative band in [0, 1), e.g. 0.05 for 5%, got {tie!r}")
+    if isinstance(tie, bool) or not isinstance(tie, numbers.Real) or not 0 <= tie < math.inf:
+        raise ValueError(f"tie must be a relative band >= 0, e.g. 0.05 for 5%, got {tie!r}")
 
 
 def _check_positive(name, values):
     for v in values:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not v > 0:
             raise ValueError(f"{name} must hold positive numbers, got {v!r}")
 
 

@@ -5,8 +5,10 @@ port, a random token, fresh settings/workspace/runtime folders, autosave off so 
 written into the repository). Chromium (driven by Playwright) opens every notebook of _toc.yml,
 runs all cells from the Run menu and waits until the kernel has executed every cell. Then: no cell
 shows an error, every figure loaded; chapter 1's attention explorer redraws its heatmap when the
-"head" slider moves; an exercise's checks say TODO while the stub is in place. A screenshot of
-each notebook goes to _build/screenshots/lab_*.png.
+"head" slider moves; an exercise's checks say TODO while the stub is in place; the prose shows
+every glued number and citation filled in (no glue key, no "Citation Not Found", no {eval}
+expression left unevaluated or failed: see llmlab/notebook.py). A screenshot of each notebook
+goes to _build/screenshots/lab_*.png.
 
 Without Chromium these tests skip (fail when CI is set); see tests/browser_tools.py.
 """
@@ -215,14 +217,19 @@ def handle_dialog(page, context):
     pytest.fail(f"{context}: JupyterLab shows a dialog: {text!r}")
 
 
-def run_all_cells(browser, lab, notebook):
-    """Open a notebook in JupyterLab, run all cells from the Run menu, wait; returns the page."""
+def run_all_cells(browser, lab, notebook, before_run=None):
+    """Open a notebook in JupyterLab, run all cells from the Run menu, wait; returns the page.
+
+    before_run(page), if given, looks at the notebook as opened, before anything has run.
+    """
     base, token = lab
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     page.goto(f"{base}lab/tree/{notebook}?reset&token={token}", wait_until="domcontentloaded")
     page.locator(".jp-NotebookPanel .jp-Notebook .jp-Cell").first.wait_for(timeout=60_000)
     wait_until(page, kernel_ready, 90, f"{notebook}: the kernel did not start")
+    if before_run is not None:
+        before_run(page)
     for attempt in range(3):  # the first click can land before the notebook takes commands
         page.locator("#jp-menu-panel .lm-MenuBar-itemLabel", has_text="Run").first.click()
         page.locator(".lm-Menu .lm-Menu-itemLabel").get_by_text("Run All Cells", exact=True).click()
@@ -272,6 +279,12 @@ def test_notebook_runs_in_jupyterlab(browser, lab, notebook):
             assert outputs["images"], f"{notebook}: a chapter with no figure"
             check_chapter_quiz(page, notebook)
 
+        unresolved = wait_for_prose(page)
+        assert not unresolved, (
+            f"{notebook}: prose not filled in after Run All (tools/prose_refs.py converts "
+            f"{{glue:text}} and {{cite}}; see CONTRIBUTING.md): {unresolved[:5]}"
+        )
+
         raw = raw_myst(page.evaluate(MARKDOWN_TEXT_JS, ACTIVE))
         assert not raw, (
             f"{notebook}: MyST shown raw in JupyterLab's rendered markdown (is jupyterlab-myst "
@@ -296,6 +309,10 @@ MARKDOWN_TEXT_JS = """(panel) => Array.from(
     const copy = el.cloneNode(true);
     copy.querySelectorAll('pre, .cm-editor, mjx-container, .MathJax, .katex, math')
       .forEach(c => c.remove());
+    // A detached copy's innerText runs blocks together ("vectors:" + "a query"): end each
+    // block with a space, so that no two words of different blocks look like "key:format".
+    copy.querySelectorAll('p, li, h1, h2, h3, h4, h5, h6, td, th, dt, dd, blockquote')
+      .forEach(c => c.append(' '));
     return copy.innerText;
   }).join('\\n')"""
 # As typed ({cite}`key`) or as plain CommonMark shows it, the backticks turned into code ({cite}key).
@@ -315,30 +332,99 @@ def test_raw_myst_is_recognised():
         assert raw_myst(f"text {raw} text"), raw
 
 
-# What jupyterlab-myst 2.7 shows for references it cannot resolve: a {cite} key it cannot find in
-# references.bib (flagged "Citation Not Found"), and a {glue:text} role as its key and format
-# ("sdpa_diff:.1e"), since glue values live in the kernel's outputs, not in the markdown.
-UNRESOLVED_JS = """(panel) => ({
-  citations: Array.from(document.querySelectorAll(`${panel} .jp-MarkdownCell [title="Citation Not Found"]`))
-    .map(e => e.innerText.trim()),
-})"""
+# What the prose can show in place of a number or a citation, and the checks that find it:
+# - a {glue:text} role: its key and format ("sdpa_diff:.1e"; glue values live in the kernel's
+#   outputs, which jupyterlab-myst does not read);
+# - a {cite} role: its key, flagged "Citation Not Found" (jupyterlab-myst does not read
+#   references.bib);
+# - an {eval} expression (llmlab/notebook.py) not evaluated yet: the expression as code
+#   ('glued("sdpa_diff:.1e")'), or its error when evaluating failed ("NotGluedError: ...").
+PROSE_JS = """(panel) => {
+  const cells = `${panel} .jp-MarkdownCell .jp-InputArea > :not(.jp-InputPrompt)`;
+  const all = (selector) => Array.from(document.querySelectorAll(selector));
+  return {
+    citations: all(`${cells} [title="Citation Not Found"]`).map(e => e.innerText.trim()),
+    pending: all(`${cells} code`).map(e => e.innerText.trim())
+      .filter(t => /^(glued|cite)\\(/.test(t)),
+    errors: all(`${cells} [data-mime-type="application/vnd.jupyter.stderr"]`)
+      .map(e => e.innerText.trim()),
+  };
+}"""
 GLUE_SPEC = re.compile(r"\b[a-z_][a-z0-9_]*:\.?\d*[a-z%]\b")
+PROSE_WAIT_S = 60  # jupyterlab-myst evaluates a markdown cell's expressions as Run All reaches it
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="jupyterlab-myst 2.7 renders {cite} and {glue:text} without braces but cannot resolve "
-    "them: a reader sees the citation key (marked 'Citation Not Found') and the glue key with its "
-    "format (e.g. 'sdpa_diff:.1e'); chapters print each glued number in a cell output as well. "
-    "strict: when this passes, remove the mark",
-)
+def prose_problems(page) -> list[str]:
+    """What the rendered markdown shows in place of numbers and citations (empty: none)."""
+    found = page.evaluate(PROSE_JS, ACTIVE)
+    text = page.evaluate(MARKDOWN_TEXT_JS, ACTIVE)
+    for expression in found["pending"]:  # 'glued("sdpa_diff:.1e")' is reported as itself
+        text = text.replace(expression, "")
+    glue_keys = GLUE_SPEC.findall(text)
+    return (
+        [f"glue key shown: {k}" for k in glue_keys]
+        + [f"citation not found: {c}" for c in found["citations"]]
+        + [f"not evaluated: {p}" for p in found["pending"]]
+        + [f"evaluation failed: {e}" for e in found["errors"]]
+    )
+
+
+def wait_for_prose(page, timeout_s=PROSE_WAIT_S) -> list[str]:
+    """After Run All: wait until the prose shows no placeholder; returns what is left."""
+    deadline = time.monotonic() + timeout_s
+    while (problems := prose_problems(page)) and time.monotonic() < deadline:
+        page.wait_for_timeout(500)
+    return problems
+
+
+def test_glue_keys_are_recognised():
+    assert GLUE_SPEC.findall("within 6.0e-08, 32 heads, 1:1, (Vaswani et al., 2017)") == []
+    assert GLUE_SPEC.findall("within sdpa_diff:.1e and std_1024:.0f%") == [
+        "sdpa_diff:.1e",
+        "std_1024:.0f",
+    ]
+
+
 def test_myst_references_resolve_in_jupyterlab(browser, lab):
-    context, page = run_all_cells(browser, lab, WIDGET_NOTEBOOK)
+    """Chapter 1 as a reader sees it. Opened: the prose is there, each number and citation a
+    placeholder (the expression), and the References list is shown (so the check above does
+    see placeholders). After Run All: every number and citation filled in, as in the book."""
+    import nbformat
+
+    from llmlab.notebook import EVAL_ROLE, parse_expression, references_markdown
+
+    nb = nbformat.read(ROOT / WIDGET_NOTEBOOK, as_version=4)
+    markdown = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    expressions = {m["text"] for m in EVAL_ROLE.finditer(markdown)}
+    assert expressions, f"{WIDGET_NOTEBOOK}: no {{eval}} roles (run tools/prose_refs.py)"
+    roles = [parse_expression(e) for e in expressions]
+    cited = {key for role, text in roles if role == "cite" for key in text.split(",")}
+    seen = {}
+
+    def before_run(page):
+        page.locator(f"{ACTIVE} .jp-MarkdownCell code").first.wait_for(timeout=30_000)
+        seen["problems"] = prose_problems(page)
+        seen["text"] = page.evaluate(MARKDOWN_TEXT_JS, ACTIVE)
+
+    context, page = run_all_cells(browser, lab, WIDGET_NOTEBOOK, before_run=before_run)
     try:
-        unresolved = page.evaluate(UNRESOLVED_JS, ACTIVE)
-        glue_keys = GLUE_SPEC.findall(page.evaluate(MARKDOWN_TEXT_JS, ACTIVE))
-        assert not unresolved["citations"], f"citations shown as keys: {unresolved['citations']}"
-        assert not glue_keys, f"glued numbers shown as their keys: {glue_keys[:5]}"
+        # Before running: prose readable, placeholders where the numbers go, nothing else wrong.
+        pending = {p.removeprefix("not evaluated: ") for p in seen["problems"]}
+        assert pending == expressions, (
+            f"before Run All, expected every expression as a placeholder: {seen['problems']}"
+        )
+        assert "Attention lets every position" in seen["text"]
+        references = page.locator(f"{ACTIVE} .jp-MarkdownCell").filter(has_text="Attention is all")
+        assert references.count() == 1, "the References list is not shown in JupyterLab"
+        listed = references_markdown(cited).count("\n- ") + 1
+        assert references.first.locator("li").count() == listed == len(cited)
+
+        problems = wait_for_prose(page)
+        assert not problems, f"after Run All: {problems[:5]}"
+        text = page.evaluate(MARKDOWN_TEXT_JS, ACTIVE)
+        assert re.search(r"agree to within \d\.\de-\d\d, which is", text), text[:2000]
+        assert "never again [Vaswani et al., 2017]." in text
+        page.screenshot(path=screenshot_path("lab", "01_qkv_prose"), full_page=False)
     finally:
         context.close()
         shut_down_kernels(lab)
