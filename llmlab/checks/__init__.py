@@ -17,6 +17,7 @@ the known mistakes (`diagnose`) and names the one the learner's output matches; 
 matches does it fall back to `describe_difference` ("differs by up to X at ...").
 """
 
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -48,6 +49,19 @@ class Report:
 
     def __str__(self):
         return "\n".join(str(r) for r in self.results)
+
+
+def as_number(v):
+    """v as a float if it is one number (a float, int, NumPy scalar or one-element tensor), else
+    None: a learner's right value is never blamed on its type."""
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, numbers.Real):
+        return float(v)
+    size = v.numel() if hasattr(v, "numel") else getattr(v, "size", None)
+    if size == 1 and hasattr(v, "item"):
+        return float(v.item())
+    return None
 
 
 def one_line(error: BaseException, limit: int = 160) -> str:

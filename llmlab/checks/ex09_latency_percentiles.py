@@ -16,13 +16,12 @@ timestamps below 16 s (about 1 microsecond) and far below any mistake (tenths of
 
 import copy
 import math
-import numbers
 import random
 import statistics
 
 import torch
 
-from llmlab.checks import CheckFailed, crashed, run_checks
+from llmlab.checks import CheckFailed, as_number, crashed, run_checks
 from llmlab.serving_metrics import nearest_rank_percentile, percentile
 
 KEYS = ("ttft_p50", "ttft_p95", "tpot_p50", "tpot_p95")
@@ -309,18 +308,6 @@ def _crash_hint(fn, ts):
     return None
 
 
-def _number(v):
-    """v as a float if it is one number (a float, int, NumPy scalar or one-element tensor)."""
-    if isinstance(v, bool):
-        return None
-    if isinstance(v, numbers.Real):
-        return float(v)
-    size = v.numel() if hasattr(v, "numel") else getattr(v, "size", None)
-    if size == 1 and hasattr(v, "item"):
-        return float(v.item())
-    return None
-
-
 def _call(fn, ts):
     given = copy.deepcopy(ts)  # a solution that sorts in place must not change our data
     try:
@@ -343,7 +330,7 @@ def _call(fn, ts):
     values = {}
     for k in KEYS:
         v = out[k]
-        values[k] = None if v is None else _number(v)
+        values[k] = None if v is None else as_number(v)
         if v is not None and values[k] is None:
             raise CheckFailed(
                 f"{k} is a {type(v).__name__} ({str(v)[:40]}); give one number of seconds, or None"

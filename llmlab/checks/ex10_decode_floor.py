@@ -19,9 +19,8 @@ fp16 and fp32, memory-bound and compute-bound steps, and name the one that match
 """
 
 import math
-import numbers
 
-from llmlab.checks import CheckFailed, crashed, run_checks
+from llmlab.checks import CheckFailed, as_number, crashed, run_checks
 from llmlab.cost import n_weights, step_cost
 from llmlab.model import GPTConfig
 
@@ -190,18 +189,6 @@ def _exact_crossing(cfg, ctx, machine, bpe):
 
 
 # ---- calling the learner's code -------------------------------------------------------------------
-def _number(v):
-    """v as a float if it is one number (a float, int, NumPy scalar or one-element tensor)."""
-    if isinstance(v, bool):
-        return None
-    if isinstance(v, numbers.Real):
-        return float(v)
-    size = v.numel() if hasattr(v, "numel") else getattr(v, "size", None)
-    if size == 1 and hasattr(v, "item"):
-        return float(v.item())
-    return None
-
-
 def _describe(cfg, b, ctx, bpe):
     kind = "grouped-query" if cfg.n_kv_head < cfg.n_head else "multi-head"
     batch = f"batch {b}, " if b is not None else ""
@@ -237,7 +224,7 @@ def _call_step(fn, cfg, b, ctx, machine, bpe):
     except Exception as error:  # noqa: BLE001 - say how it crashed, in one sentence
         hint = _crash_hint(fn, cfg, bpe, (_MHA, 4, 100, 1e12, 1e14, 2))
         raise crashed("decode_step_seconds", error, hint) from None
-    value = _number(out)
+    value = as_number(out)
     if value is None or not math.isfinite(value):
         raise CheckFailed(
             f"decode_step_seconds() returned {str(out)[:60]!s} ({type(out).__name__}); return "
@@ -257,7 +244,7 @@ def _call_batch(fn, cfg, ctx, machine, bpe, max_batch):
         raise crashed("compute_bound_batch", error, hint) from None
     if out is None:
         return None
-    value = _number(out)
+    value = as_number(out)
     if value is None or not math.isfinite(value):
         raise CheckFailed(
             f"compute_bound_batch() returned {str(out)[:60]} ({type(out).__name__}); return an "

@@ -17,10 +17,9 @@ puts a request exactly on its limits, with values float32 holds exactly.
 
 import copy
 import math
-import numbers
 import random
 
-from llmlab.checks import CheckFailed, crashed, run_checks
+from llmlab.checks import CheckFailed, as_number, crashed, run_checks
 from llmlab.serving_metrics import goodput as _reference
 
 _MARGIN = 1e-4  # seconds between any request's TTFT or TPOT and a limit
@@ -260,18 +259,6 @@ def _crash_hint(fn, ts):
     return None
 
 
-def _number(v):
-    """v as a float if it is one number (a float, int, NumPy scalar or one-element tensor)."""
-    if isinstance(v, bool):
-        return None
-    if isinstance(v, numbers.Real):
-        return float(v)
-    size = v.numel() if hasattr(v, "numel") else getattr(v, "size", None)
-    if size == 1 and hasattr(v, "item"):
-        return float(v.item())
-    return None
-
-
 def _call(fn, ts, a, b, d):
     try:
         out = fn(copy.deepcopy(ts), a, b, d)
@@ -279,7 +266,7 @@ def _call(fn, ts, a, b, d):
         raise
     except Exception as error:  # noqa: BLE001 - say how it crashed, in one sentence
         raise crashed("goodput", error, _crash_hint(fn, ts)) from None
-    value = _number(out)
+    value = as_number(out)
     if value is None or not math.isfinite(value):
         raise CheckFailed(
             f"goodput() returned {str(out)[:60]} ({type(out).__name__}); return requests per "

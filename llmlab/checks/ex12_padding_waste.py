@@ -12,10 +12,9 @@ mistake is off by far more on some workload.
 """
 
 import math
-import numbers
 import random
 
-from llmlab.checks import CheckFailed, crashed, one_line, run_checks
+from llmlab.checks import CheckFailed, as_number, crashed, one_line, run_checks
 
 
 def _batches(lengths, b):
@@ -170,18 +169,6 @@ def _crash_hint(fn, lengths, b):
     return None
 
 
-def _number(v):
-    """v as a float if it is one number (a float, int, NumPy scalar or one-element tensor)."""
-    if isinstance(v, bool):
-        return None
-    if isinstance(v, numbers.Real):
-        return float(v)
-    size = v.numel() if hasattr(v, "numel") else getattr(v, "size", None)
-    if size == 1 and hasattr(v, "item"):
-        return float(v.item())
-    return None
-
-
 def _call(fn, lengths, b):
     try:
         out = fn(list(lengths), b)
@@ -191,7 +178,7 @@ def _call(fn, lengths, b):
         hint = _crash_hint(fn, lengths, b)
         where = f"on {len(lengths)} requests in batches of {b}"
         raise crashed("padding_waste", error, hint or where) from None
-    value = _number(out)
+    value = as_number(out)
     if not lengths and value is not None and not math.isfinite(value):
         raise CheckFailed(f"with no requests there are no slots: return 0.0, not {value} (0 / 0)")
     if value is None or not math.isfinite(value):
