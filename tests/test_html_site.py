@@ -254,6 +254,19 @@ def test_search_finds_attention(open_page):
     assert not console.unexpected, console.unexpected
 
 
+@pytest.mark.parametrize("name", ["intro", "chapters/05_kv_cache"])
+def test_one_search_box_and_it_opens(open_page, name):
+    """One search control per page (the header's button), and it opens the search dialog."""
+    page, response, console = open_page(name)
+    buttons = page.locator("button.search-button, .search-button-field")
+    visible = [i for i in range(buttons.count()) if buttons.nth(i).is_visible()]
+    assert len(visible) == 1, f"{name}: {len(visible)} search controls visible"
+    buttons.nth(visible[0]).click()
+    page.locator(".search-button__search-container input, #search-input").first.wait_for(
+        state="visible", timeout=5000
+    )
+
+
 def test_every_widget_has_a_static_figure_beside_it(built_book):
     """A widget needs a live kernel (or CDN scripts); the HTML reader gets a captioned figure in its section."""
     checked = 0
