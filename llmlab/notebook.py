@@ -75,6 +75,8 @@ def glue(name: str, value: Any, display: bool = True) -> None:
     from IPython.core.formatters import format_display_data
     from myst_nb import glue as myst_nb_glue
 
+    if hasattr(value, "item") and getattr(value, "shape", None) == ():
+        value = value.item()  # a NumPy or torch scalar glues as the number, not its repr
     bundle, _ = format_display_data(value)
     _glued[name] = {k: bundle[k] for k in ("text/plain", "text/markdown") if k in bundle}
     myst_nb_glue(name, value, display=display)

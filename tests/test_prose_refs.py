@@ -136,6 +136,17 @@ def test_glued_formats_as_myst_nb_does(value, fmt, capsys):
     assert repr(prose.glued(spec)) == book  # what JupyterLab shows: no quotes
 
 
+def test_numpy_and_torch_scalars_glue_as_numbers(capsys):
+    """np.float64(2.56) reads 'np.float64(2.56)' in text/plain: the book could not format it."""
+    import numpy as np
+    import torch
+
+    for value in (np.float64(2.5612), np.int64(3), torch.tensor(2.5612)):
+        prose.glue("x", value, display=False)
+        assert str(prose.glued("x:.1f")) in ("2.6", "3.0")
+    assert "np.float64" not in capsys.readouterr().out
+
+
 def test_glued_before_glue_says_what_to_run():
     with pytest.raises(prose.NotGluedError, match="run the cells above"):
         prose.glued("never_glued_anywhere:.1f")
