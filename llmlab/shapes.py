@@ -30,14 +30,17 @@ class ModelShape:
     vocab_size: int
     n_params: int
     source: str  # where the figures come from
+    # Attention window, if the model was trained with one (Mistral 7B: 4096): a rolling-buffer
+    # cache then keeps only the last sliding_window positions. None: full attention.
+    sliding_window: int | None = None
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
             raise TypeError(f"ModelShape.name must be a non-empty str, got {self.name!r}")
         for f in fields(self):
-            if f.name in ("name", "source"):
-                continue
             value = getattr(self, f.name)
+            if f.name in ("name", "source") or (f.name == "sliding_window" and value is None):
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"ModelShape.{f.name} must be a positive int, got {value!r}")
         if self.n_head % self.n_kv_head != 0:
@@ -135,6 +138,19 @@ _SHAPES = [
         70_553_706_496,
         _LLAMA3.format("Meta-Llama-3-70B"),
     ),
+    (  # Llama 3.1: Llama 3's shapes, trained on to a 128k context (the 3.0 release had 8k)
+        "Llama-3.1-8B",
+        32,
+        4096,
+        32,
+        8,
+        128,
+        131072,
+        128256,
+        8_030_261_248,
+        "Dubey et al. 2024 (Llama 3.1: context 131,072); "
+        "https://huggingface.co/meta-llama/Llama-3.1-8B/blob/main/config.json",
+    ),
     (
         "Mistral-7B",
         32,
@@ -147,6 +163,7 @@ _SHAPES = [
         7_241_732_096,
         "Jiang et al. 2023 (Mistral 7B), Table 1 (context 8192, sliding window 4096); "
         "https://huggingface.co/mistralai/Mistral-7B-v0.1/blob/main/config.json",
+        4096,
     ),
     (
         "Falcon-7B",
@@ -212,6 +229,23 @@ def kv_cache_bytes_for(model, seq_len: int, batch_size: int = 1, dtype: str = "f
         batch_size=batch_size,
         bytes_per_element=dtype_bytes(dtype),
     )
+
+
+def cached_positions(model, seq_len: int) -> int:
+    """Positions a sequence of seq_len tokens keeps in its KV cache: all of them, or only the
+    last `sliding_window` for a model trained with a window and served with a rolling buffer
+    (Mistral 7B: 4096). A GPTConfig has no window: all of them."""
+    shape = as_shape(model)
+    if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 0:
+        raise ValueError(f"seq_len must be an int >= 0, got {seq_len!r}")
+    window = getattr(shape, "sliding_window", None)
+    return seq_len if window is None else min(seq_len, window)
+
+
+def past_context(model, seq_len: int) -> bool:
+    """True when seq_len is longer than the context the model was trained for (block_size): a
+    KV size there is hypothetical, the model does not serve such sequences."""
+    return seq_len > as_shape(model).block_size
 
 
 def n_params(model) -> int:

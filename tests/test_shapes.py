@@ -182,3 +182,22 @@ def test_markdown_table():
     assert table.splitlines() == ["| model | bytes |", "|:---|---:|", "| a | 1,234 |", "| b | 5 |"]
     with pytest.raises(ValueError, match="2 cells"):
         markdown_table(["model", "bytes"], [["a"]])
+
+
+def test_a_sliding_window_caps_the_cached_positions():
+    from llmlab.shapes import cached_positions, get_shape
+
+    mistral, llama = get_shape("Mistral-7B"), get_shape("Llama-2-7B")
+    assert mistral.sliding_window == 4096 and llama.sliding_window is None
+    assert cached_positions(mistral, 32_768) == 4096 and cached_positions(mistral, 100) == 100
+    assert cached_positions(llama, 32_768) == 32_768
+    with pytest.raises(ValueError, match="seq_len must be an int >= 0"):
+        cached_positions(llama, -1)
+
+
+def test_lengths_past_a_models_context_are_flagged():
+    from llmlab.shapes import get_shape, past_context
+
+    assert past_context(get_shape("GPT-2 small"), 4096)
+    assert not past_context(get_shape("Llama-3.1-8B"), 131_072)
+    assert past_context(get_shape("Llama-3-8B"), 131_072)
