@@ -83,7 +83,8 @@ def bad_glue(values: list[str]) -> list[str]:
     Most glue is a number; a few pages glue a computed word ("four heads", "less than"),
     which is fine as long as it is not one of these.
     """
-    bad = re.compile(r"^\s*$|\b(nan|inf|None)\b|tensor\(", re.IGNORECASE)
+    # Case matters: Python's None and nan, not the English "none" a computed sentence may say.
+    bad = re.compile(r"^\s*$|\b(nan|NaN|inf|None)\b|tensor\(")
     return [v for v in values if bad.search(v)]
 
 

@@ -1,7 +1,7 @@
 """Maths renders in the built book offline: MathJax from the book itself, no raw TeX left, no
 MathJax error.
 
-The book serves MathJax 3 from its own _static/mathjax (vendored from npm), so a reader without
+The book serves MathJax 3 from its own copy (_vendor/mathjax, vendored from npm), so a reader without
 the network still sees typeset maths; every request that leaves the local server is cut off here.
 On every page of _toc.yml, once MathJax has typeset the page: no TeX error (`mjx-merror`), no TeX
 left as text outside code ($...$, \\(...\\), \\[...\\], or a TeX command such as \\frac), and no
@@ -114,7 +114,7 @@ BROKEN_PAGE = """<!doctype html><html><head><meta charset="utf-8">
 def test_a_page_with_a_tex_error_and_raw_tex_fails(browser, tmp_path):
     """The check can fail: a TeX error MathJax reports, and TeX it was never given."""
     (tmp_path / "broken.html").write_text(BROKEN_PAGE)
-    shutil.copytree(ROOT / "_static" / "mathjax", tmp_path / "mathjax")
+    shutil.copytree(ROOT / "_vendor" / "mathjax", tmp_path / "mathjax")
     with static_server(tmp_path) as site:
         problems = typeset_problems(browser, site, "broken.html", BROKEN_PAGE)
         assert any("could not typeset" in p for p in problems), problems
