@@ -32,7 +32,7 @@ class Verdict:
 
     def holds(self) -> bool:
         """Does the claim (kind) agree with the values? Rechecked by a plain rule per helper."""
-        return _CHECKS[self.helper](self.kind, self.values)
+        return bool(_CHECKS[self.helper](self.kind, self.values))  # a NumPy bool too
 
     def __str__(self):
         return self.text

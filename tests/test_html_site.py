@@ -262,9 +262,7 @@ def test_one_search_box_and_it_opens(open_page, name):
     visible = [i for i in range(buttons.count()) if buttons.nth(i).is_visible()]
     assert len(visible) == 1, f"{name}: {len(visible)} search controls visible"
     buttons.nth(visible[0]).click()
-    page.locator(".search-button__search-container input, #search-input").first.wait_for(
-        state="visible", timeout=5000
-    )
+    page.locator('#pst-search-dialog input[name="q"]').wait_for(state="visible", timeout=5000)
 
 
 def test_every_widget_has_a_static_figure_beside_it(built_book):
