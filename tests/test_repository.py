@@ -94,3 +94,38 @@ def test_the_memory_check_reads_the_kernel_peak():
     status = "Name:\tpython\nVmPeak:\t 2000000 kB\nVmHWM:\t  1258291 kB\nVmRSS:\t 1000 kB\n"
     assert peak_mib(status) == 1258291 / 1024
     assert peak_mib("Name: python\n") is None
+
+
+# A code line the book shows must fit its column at a 1280 px window (CONTRIBUTING.md, "The
+# 77-character column"); a folded hide-input cell's box is narrower. The browser test measures
+# the built page; this one names the line in seconds, before a build.
+SHOWN_WIDTH = {"": 77, "hide-input": 75}
+
+
+def long_shown_code_lines(cells):
+    found = []
+    for index, cell in enumerate(cells):
+        tags = cell.get("metadata", {}).get("tags", [])
+        if cell["cell_type"] != "code" or {"remove-cell", "remove-input"} & set(tags):
+            continue
+        width = SHOWN_WIDTH["hide-input" if "hide-input" in tags else ""]
+        source = "".join(cell["source"])
+        found += [(index, line) for line in source.splitlines() if len(line) > width]
+    return found
+
+
+def test_shown_code_fits_the_column():
+    too_wide = []
+    for path in notebooks_on_disk():
+        cells = json.loads(path.read_text())["cells"]
+        name = path.relative_to(ROOT).as_posix()
+        too_wide += [f"{name} cell {i}: {len(line)} chars: {line.strip()[:40]!r}"
+                     for i, line in long_shown_code_lines(cells)]  # fmt: skip
+    assert not too_wide, "code wider than the book's column:\n" + "\n".join(too_wide)
+
+
+def test_the_column_check_finds_a_long_line():
+    cell = {"cell_type": "code", "metadata": {"tags": ["hide-input"]}, "source": ["x" * 76]}
+    assert long_shown_code_lines([cell]) == [(0, "x" * 76)]
+    assert long_shown_code_lines([{**cell, "metadata": {}}]) == []
+    assert long_shown_code_lines([{**cell, "metadata": {"tags": ["remove-cell"]}}]) == []
