@@ -4,15 +4,18 @@ The timing protocol, the same for every timed cell in the book:
 - warm up first (allocation, kernel selection and caches are paid before the clock starts);
 - repeat, and keep the **fastest** run as how fast the code can go: noise (another program, a
   frequency change) only ever slows a run down, so the minimum is the stable figure;
-- report the **median** beside it and their gap, `Timing.noise`, as this run's noise: verdicts
-  (llmlab.verdict) call two figures different only when they differ by more than that;
+- report the **median** beside it and their gap, `Timing.noise`, as the spread of single runs;
 - repeat until the fastest runs agree (adaptive), not a fixed worst-case count;
-- time the things being compared **interleaved** (A B A B ...), so drift hits both alike
-  (`compare`);
+- time the things being compared **interleaved** in rounds (A B, B A, ...), so drift hits both
+  alike, and compare them as **paired ratios** with an interval (`compare`, `Comparison.ratio`):
+  keep measuring until the interval clears the tie band or the budget is spent, and say "not
+  resolved" when it did not (llmlab.verdict.compare_ratio);
+- on a machine where other programs hold cores, give torch only the free ones (`use_free_cores`);
 - probe the machine's bandwidth and FLOP/s again through a page and keep the best
   (`probe_machine`), so a floor computed from them stays a floor.
 """
 
+import math
 import os
 import random
 import statistics
@@ -153,38 +156,274 @@ def time_it(
     return Timing(tuple(times))
 
 
-def compare(
-    fns: dict, *, warmup: int = 1, repeat: int | None = None, device=None, budget_s: float = 4.0
-) -> dict:
-    """Time several functions interleaved, A B C A B C ..., so drift hits them alike.
+# Two times within this band of each other are "the same time" (a practical tie, as criterion.rs's
+# noise threshold): a verdict calls them a tie only when the whole interval of their ratio lies
+# inside it, and a direction only when the whole interval lies outside.
+TIE = 0.05
 
-    fns: {name: function}. Returns {name: Timing}. repeat: a fixed number of rounds; None repeats
-    rounds until every function's three fastest calls agree within 2% (at least 3 rounds, at most
-    30) or about budget_s seconds have passed. The order within a round rotates, so no function
-    always runs first (after an idle moment) or last.
+# The confidence of the interval on a ratio. Its distribution-free form (order statistics of the
+# per-round ratios) needs at least 6 rounds to reach 95%: fewer rounds can never resolve.
+CONFIDENCE = 0.95
+
+
+def _median_rank(n: int, confidence: float) -> int | None:
+    """k such that the k-th smallest and k-th largest of n samples bracket their median with at
+    least `confidence` (two-sided, from the binomial(n, 1/2) law, no assumption about the
+    distribution); None if n is too small for that confidence."""
+    alpha = 1 - confidence
+    tail, k = 0.0, 0
+    # P(fewer than k+1 samples below the median) = sum_{i<=k} C(n, i) / 2^n
+    while True:
+        tail += math.comb(n, k) / 2**n
+        if 2 * tail > alpha:
+            return k if k >= 1 else None
+        k += 1
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """How many times as long `b` takes as `a`, from paired rounds: an interval, not one number.
+
+    ratios: b_i / a_i of each round (the two were timed in the same round, so drift in the
+    machine hits both). median: the central ratio. low, high: a distribution-free interval on the
+    median ratio at `confidence` (order statistics; low = 0 and high = inf when there were too
+    few rounds for that confidence: such a ratio resolves nothing).
+    """
+
+    a: str
+    b: str
+    ratios: tuple[float, ...]
+    confidence: float = CONFIDENCE
+
+    @property
+    def n(self) -> int:
+        return len(self.ratios)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.ratios)
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        k = _median_rank(self.n, self.confidence)
+        if k is None:
+            return 0.0, math.inf
+        r = sorted(self.ratios)
+        return r[k - 1], r[self.n - k]
+
+    @property
+    def low(self) -> float:
+        return self.interval[0]
+
+    @property
+    def high(self) -> float:
+        return self.interval[1]
+
+    def resolved(self, tie: float = TIE) -> bool:
+        """True when the interval lies wholly outside the tie band (a direction) or wholly inside
+        it (a tie): more rounds would not change what a verdict says."""
+        low, high = self.interval
+        return low > 1 + tie or high < 1 / (1 + tie) or (low >= 1 / (1 + tie) and high <= 1 + tie)
+
+    def __str__(self):
+        low, high = self.interval
+        return (
+            f"{self.b}/{self.a}: {self.median:.2f} ({self.confidence:.0%} interval "
+            f"{low:.2f}-{high:.2f}, {self.n} rounds)"
+        )
+
+
+def ratio_of_samples(
+    a_samples, b_samples, *, a: str = "a", b: str = "b", confidence: float = CONFIDENCE,
+    resamples: int = 2000, seed: int = 0,
+) -> Ratio:  # fmt: skip
+    """The ratio of two medians from INDEPENDENT samples (e.g. throughput over repeated seeds,
+    latencies of two halves of a run): a seeded bootstrap, so the same data give the same interval
+    on any machine. Returned as a Ratio whose `ratios` are the bootstrap replicates of
+    median(b) / median(a); its interval is their central `confidence` share."""
+    a_arr, b_arr = np.asarray(a_samples, float), np.asarray(b_samples, float)
+    for name, arr in (("a_samples", a_arr), ("b_samples", b_arr)):
+        if arr.ndim != 1 or arr.size < 2:
+            raise ValueError(f"{name} must be a 1-D sequence of at least 2 values, got {arr.shape}")
+        if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
+            raise ValueError(f"{name} must hold positive finite numbers")
+    rng = np.random.default_rng(seed)
+    med_a = np.median(rng.choice(a_arr, (resamples, a_arr.size)), axis=1)
+    med_b = np.median(rng.choice(b_arr, (resamples, b_arr.size)), axis=1)
+    return _BootRatio(a, b, tuple(float(x) for x in med_b / med_a), confidence)
+
+
+@dataclass(frozen=True)
+class _BootRatio(Ratio):
+    """A Ratio whose interval is the central share of bootstrap replicates (see ratio_of_samples)."""
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        q = (1 - self.confidence) / 2
+        low, high = np.quantile(np.asarray(self.ratios), [q, 1 - q])
+        return float(low), float(high)
+
+    def __str__(self):
+        low, high = self.interval
+        return (
+            f"{self.b}/{self.a}: {self.median:.2f} ({self.confidence:.0%} bootstrap interval "
+            f"{low:.2f}-{high:.2f})"
+        )
+
+
+class Comparison(dict):
+    """{name: Timing} from interleaved rounds, plus each round's figure per name, so that any two
+    names compare as paired ratios: `comparison.ratio("cached", "uncached")`."""
+
+    def __init__(self, timings: dict, rounds: dict):
+        super().__init__(timings)
+        self.rounds = {name: tuple(r) for name, r in rounds.items()}
+
+    def __setitem__(self, name, timing):
+        # A name timed again on its own is no longer paired with the others' rounds.
+        super().__setitem__(name, timing)
+        self.rounds.pop(name, None)
+
+    def ratio(self, a, b, confidence: float = CONFIDENCE) -> Ratio:
+        """How many times as long b takes as a, round by round (b_i / a_i)."""
+        for name in (a, b):
+            if name not in self.rounds:
+                known = ", ".join(repr(n) for n in self.rounds)
+                raise KeyError(f"{name!r} has no paired rounds here; paired names: {known}")
+        pairs = zip(self.rounds[a], self.rounds[b])
+        return Ratio(str(a), str(b), tuple(tb / ta for ta, tb in pairs), confidence)
+
+
+def compare(
+    fns: dict,
+    *,
+    warmup: int = 1,
+    repeat: int | None = None,
+    device=None,
+    budget_s: float = 4.0,
+    tie: float = TIE,
+    pairs=None,
+    min_rounds: int = 6,
+    max_rounds: int = 40,
+    min_calls: int = 5,
+) -> Comparison:
+    """Time several functions interleaved, in rounds (A B C, B C A, ...), so drift hits them alike,
+    and keep measuring until their paired ratios resolve.
+
+    fns: {name: function}. Returns a Comparison: {name: Timing} plus each round's figure per name
+    (`.ratio(a, b)` gives the paired ratio with its interval). In each round a function runs
+    `reps` times and its round figure is the fastest of them, where reps gives the quicker
+    functions about as much time as the slowest (so a 25 ms step beside a 2.7 s one gets its own
+    samples, at least `min_calls` per round at most): no arm starves because its partner is long.
+    repeat: a fixed number of rounds. None: at least `min_rounds` rounds (6 is the fewest for a
+    95% interval), then until every pair in `pairs` (default: every pair) is resolved against the
+    tie band (Ratio.resolved), or budget_s seconds have passed, or max_rounds.
     """
     if not isinstance(fns, dict) or not fns or not all(callable(f) for f in fns.values()):
         raise TypeError("fns must be a non-empty dict of {name: function}")
     _check_count("warmup", warmup, 0)
     if repeat is not None:
         _check_count("repeat", repeat, 1)
+    _check_count("min_rounds", min_rounds, 1)
+    _check_count("max_rounds", max_rounds, min_rounds)
+    _check_count("min_calls", min_calls, 1)
+    if isinstance(budget_s, bool) or not isinstance(budget_s, (int, float)) or budget_s <= 0:
+        raise ValueError(f"budget_s must be a positive number of seconds, got {budget_s!r}")
+    if isinstance(tie, bool) or not isinstance(tie, (int, float)) or not 0 <= tie < 1:
+        raise ValueError(f"tie must be a relative band in [0, 1), e.g. 0.05, got {tie!r}")
     device = default_device() if device is None else torch.device(device)
     names = list(fns)
-    for _ in range(warmup):
+    if pairs is None:
+        pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
+    for pair in pairs:
+        if len(pair) != 2 or not all(name in fns for name in pair):
+            raise ValueError(f"pairs must name two of {names}, got {pair!r}")
+    # Warm-up doubles as calibration: how long one call of each takes.
+    warm = {name: None for name in names}
+    for _ in range(max(warmup, 1)):
         for name in names:
-            fns[name]()
+            warm[name] = _timed_call(fns[name], device)
+    slowest = max(warm.values())
+    reps = {n: max(1, min(min_calls, round(slowest / max(warm[n], 1e-9)))) for n in names}
     times = {name: [] for name in names}
+    rounds = {name: [] for name in names}
     start = time.perf_counter()
-    for round_ in range(repeat or 30):
+    for round_ in range(repeat or max_rounds):
         order = names[round_ % len(names) :] + names[: round_ % len(names)]
         for name in order:
-            times[name].append(_timed_call(fns[name], device))
-        if repeat is None and round_ >= 2:
-            settled = all(_settled(t, 0.02) for t in times.values())
-            if settled or time.perf_counter() - start > budget_s:
+            calls = [_timed_call(fns[name], device) for _ in range(reps[name])]
+            times[name] += calls
+            rounds[name].append(min(calls))
+        if repeat is None and round_ + 1 >= min_rounds:
+            result = Comparison({}, rounds)
+            if all(result.ratio(a, b).resolved(tie) for a, b in pairs):
+                break
+            if time.perf_counter() - start > budget_s:
                 break
     release_free_memory()
-    return {name: Timing(tuple(t)) for name, t in times.items()}
+    return Comparison({name: Timing(tuple(t)) for name, t in times.items()}, rounds)
+
+
+# torch's own choice of threads (one per physical core), read before anything here changes it.
+_TORCH_THREADS = torch.get_num_threads()
+
+
+def cpu_load(seconds: float = 0.25) -> tuple[float, int]:
+    """(busy cores, cores) over the next `seconds`, from /proc/stat (Linux); (0.0, cores) where
+    that cannot be read. Busy counts every process, this one's idle wait excluded."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+    def read():
+        with open("/proc/stat") as f:
+            fields = [float(x) for x in f.readline().split()[1:]]
+        return sum(fields), fields[3] + fields[4]  # total, idle + iowait
+
+    try:
+        total0, idle0 = read()
+        time.sleep(seconds)
+        total1, idle1 = read()
+    except (OSError, ValueError, IndexError):
+        return 0.0, cores or 1
+    ncpu = os.cpu_count() or 1
+    busy_share = 1 - (idle1 - idle0) / max(total1 - total0, 1e-9)
+    return busy_share * ncpu, cores or 1
+
+
+@dataclass(frozen=True)
+class CoreChoice:
+    threads: int  # torch threads chosen
+    cores: int  # cores this process may use
+    busy: float  # cores' worth of other work seen when choosing
+
+    @property
+    def machine_busy(self) -> bool:
+        return self.busy >= 0.5
+
+    def __str__(self):
+        if not self.machine_busy:
+            return f"{self.threads} threads on {self.cores} cores (the machine was quiet)"
+        return (
+            f"{self.threads} thread{'s' if self.threads > 1 else ''} on {self.cores} cores: other "
+            f"programs kept {self.busy:.1f} cores busy, so timings here are slower than on a "
+            "quiet machine"
+        )
+
+
+def use_free_cores(seconds: float = 0.25) -> CoreChoice:
+    """Give torch one thread per core that other programs leave free (at least one).
+
+    Why: torch's OpenMP threads wait for each other at every step, and by default they spin while
+    waiting. When another program holds a core, the thread that lost it makes the others spin for
+    whole scheduler slices, and a decode step can take ten times as long. Threads only on free
+    cores keep a busy machine slower, never that slow. Call it at the top of a timed page (on a
+    GPU it changes nothing that matters)."""
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds <= 5:
+        raise ValueError(f"seconds must be in (0, 5], got {seconds!r}")
+    busy, cores = cpu_load(seconds)
+    free = max(1, min(cores, math.floor(cores - busy + 0.5)))
+    threads = max(1, min(free, _TORCH_THREADS))
+    torch.set_num_threads(threads)
+    return CoreChoice(threads, cores, busy)
 
 
 def _free_bytes(device: torch.device) -> int | None:
