@@ -8,7 +8,9 @@ standard library: the reader's environment has no pytest.
 """
 
 import hashlib
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -76,6 +78,57 @@ def forget_failed_pages(build: Path = BUILD) -> list[Path]:
     return broken
 
 
+# A `$` right before an {eval} role opens inline maths that runs to the next `$`: MyST then sets
+# the prose between as one formula (seven glued values and a citation of chapter 11 vanished into
+# two formulas 4,387 and 5,567 px wide). Prose with dollars writes USD or \$.
+_INLINE_MATH = re.compile(r"(?<![\\$])\$(?!\$)(.+?)(?<![\\$])\$(?!\$)", re.DOTALL)
+
+
+def markup_slips(root: Path = ROOT) -> list[str]:
+    """'path, cell N: what' for each markdown cell (or .md page) where an {eval} role would be
+    read as maths: a `$` right before one, or one inside $...$."""
+    found = []
+    paths = [p for p in root.rglob("*.ipynb") if not {"_build", ".venv"} & set(p.parts)]
+    paths += [p for p in root.glob("*.md")] + list((root / "chapters").glob("*.md"))
+    for path in sorted(paths):
+        if path.suffix == ".ipynb":
+            cells = json.loads(path.read_text())["cells"]
+            texts = ["".join(c["source"]) for c in cells if c["cell_type"] == "markdown"]
+        else:
+            texts = [path.read_text()]
+        for i, text in enumerate(texts):
+            where = f"{path.relative_to(root)}" + (f", markdown cell {i}" if len(texts) > 1 else "")
+            # code is not prose; roles' arguments are kept: a role inside a formula is the slip
+            prose = re.sub(r"(?<!\})`[^`]*`", "", re.sub(r"```.*?```", "", text, flags=re.DOTALL))
+            if "${eval}" in prose:
+                found.append(f"{where}: a $ right before an {{eval}} role (write USD or \\$)")
+            for m in _INLINE_MATH.finditer(prose.replace("$$", "")):
+                if "{eval}" in m.group(1) or "{glue" in m.group(1) or "{cite}" in m.group(1):
+                    found.append(f"{where}: a role inside inline maths: ${m.group(1)[:60]}...$")
+    return found
+
+
+# Prose set as a formula: inline maths in the built HTML holding words, not symbols.
+_HTML_MATH = re.compile(
+    r'<span class="math notranslate nohighlight">\\\((.*?)\\\)</span>', re.DOTALL
+)
+
+
+def prose_in_maths(build: Path = BUILD) -> list[str]:
+    """'page: formula' for inline maths in the built pages that is prose (six or more words of
+    three letters or more outside \\text{}): the sign of a markup slip, wider than any column."""
+    html = build / "html"
+    found = []
+    for page in sorted(html.rglob("*.html")) if html.exists() else []:
+        if "_static" in page.parts:
+            continue
+        for m in _HTML_MATH.finditer(page.read_text(errors="replace")):
+            body = re.sub(r"\\(?:text|mathrm|operatorname)\{[^}]*\}", "", m.group(1))
+            if len(re.findall(r"\b[a-zA-Z]{3,}\b", re.sub(r"\\[a-zA-Z]+", "", body))) >= 6:
+                found.append(f"{page.relative_to(html)}: {m.group(1)[:70]}...")
+    return found
+
+
 def build_book(root: Path = ROOT, build: Path = BUILD, capture: bool = False) -> dict:
     """What `make book` does: prepare the caches, build with warnings as errors, then fail if any
     page shows a traceback. Returns the exit code, the log (when captured) and the HTML folder."""
@@ -89,6 +142,14 @@ def build_book(root: Path = ROOT, build: Path = BUILD, capture: bool = False) ->
         )
         if not capture:
             print(log, end="", flush=True)
+    slips = markup_slips(root)
+    if slips:
+        message = "markup slips that would turn prose into maths:\n" + "".join(
+            f"  {s}\n" for s in slips
+        )
+        if not capture:
+            print(message, end="", file=sys.stderr)
+        return {"returncode": 1, "log": log + message, "html": build / "html"}
     jupyter_book = Path(sys.executable).parent / "jupyter-book"
     command = [str(jupyter_book), "build", str(root), "-W", "-n", "--keep-going"]
     if build != root / "_build":
@@ -101,6 +162,15 @@ def build_book(root: Path = ROOT, build: Path = BUILD, capture: bool = False) ->
     if broken:
         message = "pages that show an error (see _build/html/reports/):\n" + "".join(
             f"  {page.relative_to(build / 'html')}\n" for page in broken
+        )
+        log += message
+        if not capture:
+            print(message, end="", file=sys.stderr)
+        returncode = returncode or 1
+    maths = prose_in_maths(build)
+    if maths:
+        message = "prose set as inline maths (a markup slip; wider than the column):\n" + "".join(
+            f"  {m}\n" for m in maths
         )
         log += message
         if not capture:
