@@ -58,9 +58,11 @@ def wait_until_idle(url, timeout=10.0):
 
 
 async def stream_tokens(client, url, body):
-    """POST a streaming completion; return (token ids, text, the usage event, [DONE] seen)."""
-    ids, text, last, done = [], "", None, False
-    async with client.stream("POST", f"{url}/completions", json=body | {"stream": True}) as r:
+    """POST a streaming completion that asks for usage; return (token ids, text, the usage event
+    with the engine's timeline added from the last choice's event, [DONE] seen)."""
+    ids, text, last, done, timeline = [], "", None, False, None
+    body = body | {"stream": True, "stream_options": {"include_usage": True}}
+    async with client.stream("POST", f"{url}/completions", json=body) as r:
         assert r.status_code == 200, (r.status_code, await r.aread())
         async for line in r.aiter_lines():
             if not line.startswith("data: "):
@@ -72,8 +74,9 @@ async def stream_tokens(client, url, body):
             if chunk["choices"]:
                 ids += chunk["choices"][0]["token_ids"]
                 text += chunk["choices"][0]["text"]
+                timeline = chunk.get("llmlab_timeline") or timeline
             else:
-                last = chunk
+                last = chunk | {"llmlab_timeline": timeline}
     return ids, text, last, done
 
 
@@ -138,12 +141,27 @@ def test_an_answer_without_streaming_is_the_streamed_one(agreement):
     assert whole["usage"] == last["usage"]
 
 
-def test_stop_ends_the_answer_with_the_stop_word(agreement):
-    body = {"prompt": "the cats near the dog", "max_tokens": 8, "temperature": 0, "stop": "."}
-    whole = httpx.post(f"{agreement}/completions", json=body, trust_env=False).json()
-    choice = whole["choices"][0]
-    assert choice["text"].endswith(" .") and choice["finish_reason"] == "stop", choice
-    assert whole["usage"]["completion_tokens"] < 8
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("stop", [" .", ["unicorn", ". ."], ["at .", " ."], "t ."])
+def test_stop_ends_the_answer_before_the_stop_string(agreement, stop, stream):
+    """As OpenAI's API: the text ends where the first stop string begins, the string left out;
+    several strings, and strings that span or split tokens, work streamed or not."""
+    body = {"prompt": "the cats near the dog", "max_tokens": 8, "temperature": 0}
+    free = httpx.post(f"{agreement}/completions", json=body, trust_env=False).json()
+    text = free["choices"][0]["text"]  # greedy: ' eat . . ...', the stop strings' source
+    cut = min(i for i in (text.find(s) for s in ([stop] if isinstance(stop, str) else stop))
+              if i >= 0)  # fmt: skip
+    if stream:
+        ids, got, last, _ = asyncio.run(stream_all(agreement, [body | {"stop": stop}]))[0]
+        reason, used = None, last["usage"]["completion_tokens"]
+    else:
+        whole = httpx.post(f"{agreement}/completions", json=body | {"stop": stop},
+                           trust_env=False).json()  # fmt: skip
+        got, reason = whole["choices"][0]["text"], whole["choices"][0]["finish_reason"]
+        used = whole["usage"]["completion_tokens"]
+    assert got == text[:cut], (stop, got, text)
+    assert reason in (None, "stop") and used < 8, (reason, used)
+    assert wait_until_idle(agreement)["free_blocks"] == health(agreement)["num_blocks"]
 
 
 def test_models_and_health(agreement):
@@ -172,9 +190,35 @@ BAD = [  # (body, status, the field the error names, words its message must hold
     ({"prompt": "the cat", "max_tokens": 0}, 400, "max_tokens", ">= 1"),
     ({"prompt": "the cat", "temperature": -1}, 400, "temperature", "[0, 2]"),
     ({"prompt": "the cat", "seed": "x"}, 400, "seed", "integer"),
+    ({"prompt": "the cat", "seed": 2**64}, 400, "seed", "[0, 2**64 - 1]"),
+    ({"prompt": "the cat", "seed": -1}, 400, "seed", "[0, 2**64 - 1]"),
+    ({"prompt": "the cat", "logprobs": 21}, 400, "logprobs", "[0, 20]"),
+    ({"prompt": "the cat", "logprobs": True}, 400, "logprobs", "integer"),
+    ({"prompt": "the cat", "echo": 1}, 400, "echo", "true or false"),
+    ({"prompt": "the cat", "top_p": 0.5}, 400, "top_p", "not implemented"),
+    ({"prompt": "the cat", "presence_penalty": 1}, 400, "presence_penalty", "not implemented"),
+    ({"prompt": "the cat", "frequency_penalty": 1}, 400, "frequency_penalty", "not implemented"),
+    ({"prompt": "the cat", "logit_bias": {"3": 5}}, 400, "logit_bias", "not implemented"),
+    ({"prompt": "the cat", "best_of": 2}, 400, "best_of", "not implemented"),
+    ({"prompt": "the cat", "suffix": " dog"}, 400, "suffix", "not implemented"),
+    ({"prompt": "the cat", "max_token": 2}, 400, "max_token", "unrecognized parameters"),
+    (
+        {"prompt": "the cat", "stream": False, "stream_options": {"include_usage": True}},
+        400,
+        "stream_options",
+        "stream: true",
+    ),
+    (
+        {"prompt": "the cat", "stream": True, "stream_options": {"usage": 1}},
+        400,
+        "stream_options",
+        "include_usage",
+    ),
+    ({"prompt": "the cat", "user": 3}, 400, "user", "string"),
     ({"prompt": "the cat", "stream": "yes"}, 400, "stream", "true or false"),
-    ({"prompt": "the cat", "stop": "unicorn"}, 400, "stop", "vocabulary"),
-    ({"prompt": "the cat", "stop": [".", "the"]}, 400, "stop", "one string"),
+    ({"prompt": "the cat", "stop": 3}, 400, "stop", "string or a list"),
+    ({"prompt": "the cat", "stop": ["a", "b", "c", "d", "e"]}, 400, "stop", "up to 4"),
+    ({"prompt": "the cat", "stop": ""}, 400, "stop", "non-empty"),
     ({"prompt": "the cat", "n": 2}, 400, "n", "n must be 1"),
 ]
 
@@ -334,3 +378,196 @@ def test_overload_loses_nothing_and_leaves_the_server_healthy():
         assert h["status"] == "ok" and h["free_blocks"] == h["num_blocks"], h
         after = run(url, items[:4], concurrency=2)
         assert after.summary()["ok"] == 4, "the server did not serve after the overload"
+
+
+# ---- what real clients send (issue 25) -------------------------------------------------------------
+def test_a_seed_past_the_generators_range_gets_400_and_the_server_goes_on(agreement):
+    """A seed of 2**64 once killed the engine loop (manual_seed overflowed during admission):
+    every later request hung and /health still said ok."""
+    body = {"prompt": "the cat", "max_tokens": 3, "temperature": 1.0}
+    for seed, status in [(2**64, 400), (2**64 - 1, 200), (0, 200)]:
+        r = httpx.post(f"{agreement}/completions", json=body | {"seed": seed}, trust_env=False,
+                       timeout=10)  # fmt: skip
+        assert r.status_code == status, (seed, r.text)
+    after = httpx.post(f"{agreement}/completions", json=body, trust_env=False, timeout=10)
+    assert after.status_code == 200 and health(agreement)["status"] == "ok"
+
+
+def test_unseeded_sampling_differs_and_a_seed_repeats(tiny):
+    """Five identical requests at temperature 1: without a seed, five answers (each draws a
+    fresh seed); with one, the same answer five times."""
+    body = {"prompt": [1, 2, 3], "max_tokens": 12, "temperature": 1.0}
+
+    def texts(extra):
+        return [httpx.post(f"{tiny}/completions", json=body | extra, trust_env=False)
+                .json()["choices"][0]["text"] for _ in range(5)]  # fmt: skip
+
+    assert len(set(texts({}))) == 5
+    assert len(set(texts({"seed": 12345}))) == 1
+
+
+def test_logprobs_are_the_models_and_echo_returns_the_prompt(tiny):
+    """logprobs=k: each token's log-probability under the model and the k most likely, in
+    OpenAI's completions shape; echo puts the prompt's tokens first (the first has none)."""
+    import torch
+
+    model = load_model("tiny-random").model
+    prompt = [5, 17, 42, 9]
+    body = {"prompt": prompt, "max_tokens": 4, "temperature": 0, "logprobs": 3, "echo": True}
+    whole = httpx.post(f"{tiny}/completions", json=body, trust_env=False).json()
+    choice = whole["choices"][0]
+    answer = choice["token_ids"]
+    ids = prompt + answer
+    assert choice["text"] == "".join(f"[{t}]" for t in ids)
+    lp = choice["logprobs"]
+    assert lp["tokens"] == [f"[{t}]" for t in ids]
+    assert lp["token_logprobs"][0] is None and lp["top_logprobs"][0] is None
+    assert lp["text_offset"] == [len("".join(f"[{t}]" for t in ids[:i])) for i in range(len(ids))]
+    with torch.no_grad():
+        logp = torch.log_softmax(model(torch.tensor([ids]))[0].float(), dim=-1)
+    for i in range(1, len(ids)):
+        assert lp["token_logprobs"][i] == pytest.approx(logp[i - 1, ids[i]].item(), abs=1e-4)
+        top = torch.topk(logp[i - 1], 3)
+        expected = {f"[{t}]": v for t, v in zip(top.indices.tolist(), top.values.tolist())}
+        assert lp["top_logprobs"][i].keys() == expected.keys(), i
+        assert list(lp["top_logprobs"][i].values()) == pytest.approx(list(expected.values()),
+                                                                     abs=1e-4)  # fmt: skip
+    plain = httpx.post(f"{tiny}/completions", json=body | {"echo": False, "logprobs": None},
+                       trust_env=False).json()["choices"][0]  # fmt: skip
+    assert plain["token_ids"] == answer and plain["logprobs"] is None
+
+
+def test_the_usage_event_only_when_asked_for(tiny):
+    body = {"prompt": [1, 2], "max_tokens": 3, "temperature": 0, "stream": True}
+
+    def events(extra):
+        with httpx.stream("POST", f"{tiny}/completions", json=body | extra,
+                          trust_env=False) as r:  # fmt: skip
+            return [json.loads(line[6:]) for line in r.iter_lines()
+                    if line.startswith("data: {")]  # fmt: skip
+
+    plain = events({})
+    assert len(plain) == 3 and all(e["choices"] for e in plain), plain
+    assert plain[-1]["choices"][0]["finish_reason"] == "length" and "usage" not in plain[-1]
+    asked = events({"stream_options": {"include_usage": True}})
+    assert asked[-1]["choices"] == [] and asked[-1]["usage"]["completion_tokens"] == 3
+    assert all(e["usage"] is None for e in asked[:-1])
+
+
+def test_chat_completions_use_the_stated_template(agreement):
+    """A chat's prompt is its messages' contents joined by a space: the same tokens as that
+    text sent to /v1/completions."""
+    messages = [{"role": "system", "content": "the cats"},
+                {"role": "user", "content": [{"type": "text", "text": "near the dog"}]}]  # fmt: skip
+    body = {"max_tokens": 4, "temperature": 0}
+    chat = httpx.post(f"{agreement}/chat/completions", json=body | {"messages": messages},
+                      trust_env=False).json()  # fmt: skip
+    text = httpx.post(f"{agreement}/completions", json=body | {"prompt": "the cats near the dog"},
+                      trust_env=False).json()["choices"][0]["text"]  # fmt: skip
+    assert chat["object"] == "chat.completion"
+    assert chat["choices"][0]["message"] == {"role": "assistant", "content": text}
+    assert chat["usage"]["prompt_tokens"] == 6  # <bos> and five words
+    with httpx.stream("POST", f"{agreement}/chat/completions", trust_env=False,
+                      json=body | {"messages": messages, "stream": True}) as r:  # fmt: skip
+        chunks = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: {")]
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    assert "".join(c["choices"][0]["delta"]["content"] for c in chunks) == text
+    assert all(c["object"] == "chat.completion.chunk" for c in chunks)
+    bad = httpx.post(f"{agreement}/chat/completions", json={"messages": [{"role": "x"}]},
+                     trust_env=False)  # fmt: skip
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "messages"
+
+
+def test_a_model_card_by_id_and_created_per_response(agreement):
+    card = httpx.get(f"{agreement}/models/agreement", trust_env=False)
+    assert card.status_code == 200 and card.json()["id"] == "agreement"
+    assert "joined by one space" in card.json()["chat_template"]
+    missing = httpx.get(f"{agreement}/models/gpt-4", trust_env=False)
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "model_not_found"
+    time.sleep(max(0.0, card.json()["created"] + 1.1 - time.time()))  # a later second
+    before = int(time.time())
+    body = {"prompt": "the cat", "max_tokens": 1}
+    answer = httpx.post(f"{agreement}/completions", json=body, trust_env=False).json()
+    assert before <= answer["created"] <= time.time(), (before, answer["created"])
+
+
+def test_a_client_that_leaves_a_request_that_is_not_streamed_cancels_it():
+    """Eight clients that give up after 0.1 s on long answers that are not streamed: all eight
+    are cancelled (they once held every slot, and the next request waited a minute)."""
+    with running_server("tiny-random", *ONE_THREAD, "--max-batch-size", "2") as url:
+        body = {"prompt": [1], "max_tokens": 127, "temperature": 0}
+
+        async def give_up():
+            async with httpx.AsyncClient(timeout=0.1, trust_env=False) as client:
+                calls = [client.post(f"{url}/completions", json=body) for _ in range(8)]
+                return await asyncio.gather(*calls, return_exceptions=True)
+
+        answers = asyncio.run(give_up())
+        gave_up = sum(isinstance(a, httpx.TimeoutException) for a in answers)
+        h = wait_until_idle(url)
+        assert gave_up >= 6, answers
+        assert h["cancelled"] == gave_up and h["free_blocks"] == h["num_blocks"], h
+        assert h["steps"] < 8 * 127 // 2, f"the abandoned requests ran on: {h}"
+        started = time.perf_counter()
+        quick = httpx.post(f"{url}/completions", json=body | {"max_tokens": 2}, trust_env=False)
+        assert quick.status_code == 200 and time.perf_counter() - started < 5
+
+
+def in_process(model="tiny-random"):
+    """The app in this process (Starlette's TestClient runs its lifespan): its EngineLoop can be
+    broken on purpose."""
+    from starlette.testclient import TestClient
+
+    from llmlab.serve import Engine
+    from llmlab.serve.http import create_app
+
+    served = load_model(model)
+    app = create_app(served, Engine(served.model, max_batch_size=2))
+    return app, TestClient(app)
+
+
+def test_an_exception_in_admission_or_a_step_fails_its_requests_and_the_others_go_on():
+    app, client = in_process()
+    body = {"prompt": [1, 2], "max_tokens": 3, "temperature": 0}
+    with client:
+        loop = app.state.engine["loop"]
+        add, step, broken = loop.session.add, loop.session.step, {"step": 1}
+
+        def bad_add(request):  # a request the engine cannot take, found only at admission
+            if request.prompt == [9, 9]:
+                raise OverflowError("Overflow when unpacking long long")
+            return add(request)
+
+        def bad_step():
+            if broken["step"]:
+                broken["step"] -= 1
+                raise RuntimeError("a step broke")
+            return step()
+
+        loop.session.add = bad_add
+        r = client.post("/v1/completions", json=body | {"prompt": [9, 9]})
+        assert r.status_code == 500 and "Overflow" in r.json()["error"]["message"], r.text
+        assert client.post("/v1/completions", json=body).status_code == 200
+        loop.session.step = bad_step
+        r = client.post("/v1/completions", json=body)
+        assert r.status_code == 500 and "a step broke" in r.json()["error"]["message"]
+        after = client.post("/v1/completions", json=body)
+        assert after.status_code == 200 and len(after.json()["choices"][0]["token_ids"]) == 3
+        h = client.get("/health")
+        assert h.status_code == 200 and h.json()["failures"] == 2, h.json()
+        assert h.json()["free_blocks"] == h.json()["num_blocks"]
+
+
+def test_health_answers_503_when_the_engine_loop_has_stopped(monkeypatch):
+    from llmlab.serve.http import EngineLoop
+
+    async def dies(self):
+        raise RuntimeError("the loop died")
+
+    monkeypatch.setattr(EngineLoop, "run", dies)
+    app, client = in_process()
+    with client:
+        h = client.get("/health")
+        assert h.status_code == 503 and "the loop died" in h.json()["error"], h.text
+        r = client.post("/v1/completions", json={"prompt": [1], "max_tokens": 2})
+        assert r.status_code == 503 and r.json()["error"]["code"] == "engine_stopped"

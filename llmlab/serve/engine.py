@@ -212,8 +212,16 @@ class Engine:
             return f"stop_token must be None or an id in [0, {c.vocab_size}), got {r.stop_token!r}"
         if not isinstance(r.temperature, (int, float)) or not r.temperature >= 0:
             return f"temperature must be a number >= 0, got {r.temperature!r}"
-        if r.seed is not None and (isinstance(r.seed, bool) or not isinstance(r.seed, int)):
-            return f"seed must be None or an int, got {r.seed!r}"
+        if r.seed is not None and (
+            isinstance(r.seed, bool) or not isinstance(r.seed, int) or not 0 <= r.seed < 2**64
+        ):
+            return f"seed must be None or an int in [0, 2**64), got {r.seed!r}"
+        if r.logprobs is not None and (
+            isinstance(r.logprobs, bool)
+            or not isinstance(r.logprobs, int)
+            or not 0 <= r.logprobs <= c.vocab_size
+        ):
+            return f"logprobs must be None or an int in [0, {c.vocab_size}], got {r.logprobs!r}"
         need = self.blocks.blocks_to_cover(len(r.prompt) + r.max_new_tokens - 1)
         if need > self.blocks.num_blocks:
             return (

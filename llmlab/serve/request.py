@@ -16,7 +16,10 @@ class Request:
     prompt: token ids (a list of ints or a 1-D tensor). arrival: when the request reaches the
     engine. stop_token: generation ends after this token is produced (it is kept in the output).
     temperature 0 decodes greedily; above 0 samples, from a generator seeded with `seed`, so
-    a request's tokens do not depend on what else is in its batch.
+    a request's tokens do not depend on what else is in its batch. seed: None (0), or any
+    integer in [0, 2**64), the range of torch.Generator.manual_seed. logprobs: None, or k >= 0:
+    each new token's log-probability under the model (its raw logits, before the temperature)
+    and the k most likely tokens' with theirs go to Result.logprobs.
     """
 
     prompt: list[int]
@@ -25,6 +28,7 @@ class Request:
     stop_token: int | None = None
     temperature: float = 0.0
     seed: int | None = None
+    logprobs: int | None = None
 
     def __post_init__(self):
         if isinstance(self.prompt, torch.Tensor):
@@ -50,6 +54,9 @@ class Result:
     finish_time: float | None = None
     preemptions: int = 0  # times its cache was freed to make room, and later recomputed
     cached_prompt_tokens: int = 0  # prompt tokens whose KV came from the prefix cache
+    # with Request.logprobs = k: per new token, (its log-probability, [(id, log-prob)] of the k
+    # most likely tokens, most likely first)
+    logprobs: list[tuple[float, list[tuple[int, float]]]] = field(default_factory=list)
 
     @property
     def first_token_time(self) -> float | None:

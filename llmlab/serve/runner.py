@@ -52,5 +52,17 @@ class ModelRunner:
                 token = (
                     greedy[row] if t == 0 else int(_pick(logits[row : row + 1], t, seq.generator))
                 )
+                if seq.request.logprobs is not None:
+                    seq.result.logprobs.append(
+                        token_logprobs(logits[row], token, seq.request.logprobs)
+                    )
                 picked.append((seq, token))
         return picked
+
+
+def token_logprobs(logits, token: int, k: int) -> tuple[float, list[tuple[int, float]]]:
+    """token's log-probability under softmax(logits), and the k most likely (id, log-prob)."""
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    top = torch.topk(logp, k) if k else None
+    pairs = [] if top is None else list(zip(top.indices.tolist(), top.values.tolist()))
+    return float(logp[token]), pairs
