@@ -239,3 +239,74 @@ def test_stub_reports_todo():
         raise NotImplementedError
 
     assert all(s == TODO for s, _ in statuses(stub).values())
+
+
+# ---- mistakes of fresh learners (issue #24) that the first checks let through ----------------
+
+
+def near_equal_batches(lengths, batch_size):
+    """numpy.array_split into ceil(n / b) batches: sizes 3, 2, 2 where the task has 3, 3, 1."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if not lengths:
+        return 0.0
+    groups = np.array_split(np.array(lengths), math.ceil(len(lengths) / batch_size))
+    return float(1 - sum(lengths) / sum(len(g) * g.max() for g in groups))
+
+
+def rounded_to_3_decimals(lengths, batch_size):
+    return round(solution(lengths, batch_size), 3)
+
+
+def sorts_in_place(lengths, batch_size):
+    lengths.sort()  # the caller's list is now sorted too
+    return solution(lengths, batch_size)
+
+
+def range_refuses_zero(lengths, batch_size):
+    """No test of batch_size: range() refuses a step of 0 with its own ValueError."""
+    slots = sum(
+        len(x) * max(x)
+        for x in (lengths[i : i + batch_size] for i in range(0, len(lengths), batch_size))
+    )
+    return 0.0 if slots == 0 else 1 - sum(lengths) / slots
+
+
+FRESH = [  # (learner's padding_waste, check that must FAIL, words its message must contain)
+    (near_equal_batches, "boundary cases", "for lengths=[9, 1, 1, 9, 1, 1, 1] and batch_size=3"),
+    (near_equal_batches, "boundary cases", "near-equal size"),
+    (rounded_to_3_decimals, "boundary cases", "returned 0.444; the answer is 0.4444"),
+    (rounded_to_3_decimals, "generated inputs", "the answer is"),
+    (sorts_in_place, "worked examples", "changed its argument lengths"),
+    (sorts_in_place, "generated inputs", "work on a copy"),
+    (range_refuses_zero, "boundary cases", "it should raise ValueError (batch_size must be"),
+]
+
+
+@pytest.mark.parametrize("fn, check, words", FRESH, ids=[f"{f.__name__}-{c}" for f, c, _ in FRESH])
+def test_fresh_mistake_fails_with_its_counterexample(fn, check, words):
+    assert_fails_with(statuses(fn), check, words)
+
+
+def test_a_counterexample_is_shrunk_to_a_few_requests():
+    message = statuses(near_equal_batches)["generated inputs"][1]
+    shown = message.split("lengths=")[1].split("]")[0]
+    assert shown.count(",") < 8, message
+
+
+def python_fractions(lengths, batch_size):
+    """Correct too: exact fractions, the batches built from divmod."""
+    from fractions import Fraction
+
+    if batch_size < 1:
+        raise ValueError(f"batch_size {batch_size} is below 1")
+    full, rest = divmod(len(lengths), batch_size)
+    sizes = [batch_size] * full + ([rest] if rest else [])
+    slots, start = 0, 0
+    for size in sizes:
+        slots += size * max(lengths[start : start + size])
+        start += size
+    return Fraction(slots - sum(lengths), slots) if slots else 0.0
+
+
+CORRECT["fractions"] = python_fractions

@@ -15,6 +15,7 @@ import math
 import random
 
 from llmlab.checks import CheckFailed, as_number, crashed, one_line, run_checks
+from llmlab.checks.differential import Differential, case, reference
 
 
 def _batches(lengths, b):
@@ -105,6 +106,17 @@ def _strided(lengths, b):
     return 1 - sum(lengths) / slots
 
 
+def _near_equal(lengths, b):  # numpy.array_split into ceil(n / b) batches of near-equal size
+    groups = math.ceil(len(lengths) / b)
+    size, extra = divmod(len(lengths), groups)
+    batches, start = [], 0
+    for g in range(groups):
+        end = start + size + (1 if g < extra else 0)
+        batches.append(lengths[start:end])
+        start = end
+    return 1 - sum(lengths) / sum(len(x) * max(x) for x in batches)
+
+
 _MISTAKES = [
     ("every batch is padded to the longest answer of ALL requests; each batch waits only for "
      "its own longest", _global_max),
@@ -132,6 +144,8 @@ _MISTAKES = [
     ("it returns a percentage; return a share, a float in [0, 1)", _percent),
     ("each batch's slice is one request short (lengths[i:i + batch_size - 1]); a batch holds "
      "lengths[i:i + batch_size]", _slice_one_short),
+    ("it splits the requests into batches of near-equal size (as numpy.array_split does); every "
+     "batch but the last holds exactly batch_size requests, the last the remainder", _near_equal),
 ]  # fmt: skip
 
 _rng = random.Random(12)
@@ -240,10 +254,79 @@ def check_bad_batch_size(fn):
     return "batch_size 0 and -2 raise ValueError"
 
 
+# ---- the learner's function against the reference (llmlab.checks.differential) -------------
+
+
+def _named(c, got, expected):
+    """The known mistake whose answer the learner's matches on this input (and the right one
+    does not), or None; None too when two different mistakes give that answer here."""
+    lengths, b = c.args
+    value = as_number(got)
+    if value is None or b < 1 or not lengths:
+        return None
+    found = set()
+    for description, wrong in _MISTAKES:
+        try:
+            mistake = wrong(list(lengths), b)
+        except (ZeroDivisionError, ValueError):
+            continue
+        if _close(value, mistake) and not _close(mistake, expected):
+            found.add(description)
+    return found.pop() if len(found) == 1 else None
+
+
+def _names_batch_size(raised, expected):
+    return isinstance(raised, ValueError) and "batch_size" in str(raised)
+
+
+def _lengths(draw):
+    return draw.list(lambda d: d.integer(1, 40), max_size=14, average=6)
+
+
+def _generate(draw):
+    lengths = _lengths(draw)
+    b = draw.integer(-2, 0) if draw.boolean(0.08) else draw.integer(1, 7)
+    return case(lengths, b)
+
+
+DIFF = Differential(
+    reference("12_padding_waste", "padding_waste"),
+    examples=[case([3, 1, 2], 2)],  # the task's worked example: 2 of 8 slots wasted
+    boundaries=[
+        case([1, 9, 1, 9], 2).because("batches take the requests in arrival order"),
+        case([1, 9, 5, 5], 2).because("each batch runs until its own longest answer is done"),
+        case([9, 1, 1, 9, 1, 1, 1], 3).because(
+            "every batch but the last holds batch_size requests"
+        ),
+        case([2, 2, 1, 5], 3).because(
+            "the last batch may hold fewer than batch_size; rows without a request are not slots"
+        ),
+        case([5, 40, 12], 8).because("batch_size larger than the number of requests"),
+        case([1, 2], 2).because("the step that makes the first token is a slot too"),
+        case([5, 9, 2], 1).because("batches of one waste nothing"),
+        case([7, 7, 7, 7, 7], 2).because("equal lengths waste nothing"),
+        case([6], 3).because("a single request wastes nothing"),
+        case([], 4).because("with no requests, return 0.0"),
+        case([3, 4, 8], 0).because("a batch_size below 1 raises ValueError naming batch_size"),
+        case([3, 4, 8], -2).because("a negative batch_size raises ValueError too"),
+    ],
+    generate=_generate,
+    n_generated=150,
+    seed=12,
+    rtol=1e-6,
+    atol=1e-6,  # the task allows 1e-6 of rounding (float32 is enough)
+    diagnose=_named,
+    same_error=_names_batch_size,
+)
+_examples, _boundaries, _generated = DIFF.checks()
+
 CHECKS = [
+    _examples,
     ("waste share", check_waste),
     ("no waste", check_no_waste),
     ("bad batch_size", check_bad_batch_size),
+    _boundaries,
+    _generated,
 ]
 
 
