@@ -89,12 +89,23 @@ def filter_then_count(timelines, ttft_slo, tpot_slo, duration):
     return len(met) / duration
 
 
+def refusing_bad_durations(fn):
+    """The task states it: a duration of 0 or less raises ValueError naming duration."""
+
+    def goodput(timelines, ttft_slo, tpot_slo, duration):
+        if not duration > 0:
+            raise ValueError(f"duration must be positive, got {duration}")
+        return fn(timelines, ttft_slo, tpot_slo, duration)
+
+    return goodput
+
+
 CORRECT = {
     "solution": solution,
-    "library": via_library,
-    "torch float32": torch_float32,
-    "numpy float32 mean of diff": numpy_mean_of_diff,
-    "filter then count": filter_then_count,
+    "library": refusing_bad_durations(via_library),
+    "torch float32": refusing_bad_durations(torch_float32),
+    "numpy float32 mean of diff": refusing_bad_durations(numpy_mean_of_diff),
+    "filter then count": refusing_bad_durations(filter_then_count),
 }
 
 
@@ -218,3 +229,66 @@ def test_stub_reports_todo():
         raise NotImplementedError
 
     assert all(s == TODO for s, _ in statuses(stub).values())
+
+
+# ---- mistakes of fresh learners (issue #24) that the first checks let through ----------------
+
+
+def no_tokens_not_skipped(timelines, ttft_slo, tpot_slo, duration):
+    """Skips requests with an error, but not a request with no error and no tokens."""
+    if duration <= 0:
+        raise ValueError(f"duration must be > 0, got {duration}")
+    good = 0
+    for t in timelines:
+        if t["error"]:
+            continue
+        times = t["token_times"]
+        if times[0] - t["arrival"] <= ttft_slo and (len(times) < 2 or tpot(t) <= tpot_slo):
+            good += 1
+    return good / duration
+
+
+def two_tokens_have_no_tpot(timelines, ttft_slo, tpot_slo, duration):
+    if duration <= 0:
+        raise ValueError(f"duration must be > 0, got {duration}")
+    ok = [t for t in served(timelines) if ttft(t) <= ttft_slo]
+    return sum(1 for t in ok if len(t["token_times"]) <= 2 or tpot(t) <= tpot_slo) / duration
+
+
+def divides_by_zero_duration(timelines, ttft_slo, tpot_slo, duration):
+    return len([t for t in served(timelines) if right(t, ttft_slo, tpot_slo)]) / duration
+
+
+def marks_the_timelines(timelines, ttft_slo, tpot_slo, duration):
+    """Writes its verdict into the caller's dicts."""
+    for t in timelines:
+        t["met"] = bool(t["token_times"]) and not t["error"] and right(t, ttft_slo, tpot_slo)
+    return solution(timelines, ttft_slo, tpot_slo, duration)
+
+
+def rounds_ttft_to_milliseconds(timelines, ttft_slo, tpot_slo, duration):
+    """TTFT rounded to whole milliseconds before the comparison: a near miss passes."""
+    if duration <= 0:
+        raise ValueError(f"duration must be > 0, got {duration}")
+    ok = [t for t in served(timelines) if round(ttft(t), 3) <= ttft_slo]
+    return sum(1 for t in ok if len(t["token_times"]) < 2 or tpot(t) <= tpot_slo) / duration
+
+
+FRESH = [  # (learner's goodput, check that must FAIL, words its message must contain)
+    (no_tokens_not_skipped, "boundary cases", "raised IndexError"),
+    (no_tokens_not_skipped, "boundary cases", "(a request with no error and no tokens was not"),
+    (two_tokens_have_no_tpot, "boundary cases", "a two-token answer has a TPOT"),
+    (two_tokens_have_no_tpot, "boundary cases", "gives a two-token answer no TPOT"),
+    (divides_by_zero_duration, "boundary cases", "it should raise ValueError (duration must be"),
+    (marks_the_timelines, "worked examples", "changed its argument timelines"),
+    (marks_the_timelines, "boundary cases", "work on a copy"),
+]
+
+
+@pytest.mark.parametrize("fn, check, words", FRESH, ids=[f"{f.__name__}-{c}" for f, c, _ in FRESH])
+def test_fresh_mistake_fails_with_its_counterexample(fn, check, words):
+    assert_fails_with(statuses(fn), check, words)
+
+
+def test_a_near_miss_hidden_by_rounding_fails():
+    assert_fails_with(statuses(rounds_ttft_to_milliseconds), "boundary cases", "just past it")

@@ -13,6 +13,10 @@ mean); queueing (so TTFT from prefill_start differs); one-token answers; failed 
 them after producing tokens. No request's TTFT or TPOT lies within 0.1 ms of a limit, so float32
 timestamps (off by ~1 microsecond) decide every request as float64 does; only the boundary check
 puts a request exactly on its limits, with values float32 holds exactly.
+Then llmlab.checks.differential compares the learner's function with the reference in
+exercises/solutions/ on the task's worked example, a boundary table (one row per rule the task
+states) and generated inputs, shrunk to the smallest disagreement; the mistakes above name the
+difference when exactly one of them gives the learner's answer on that input.
 """
 
 import copy
@@ -20,8 +24,9 @@ import math
 import random
 
 from llmlab.checks import CheckFailed, as_number, crashed, run_checks
-from llmlab.serving_metrics import goodput as _reference
+from llmlab.checks.differential import Differential, case, reference
 
+_reference = reference("11_goodput", "goodput")
 _MARGIN = 1e-4  # seconds between any request's TTFT or TPOT and a limit
 
 
@@ -193,6 +198,17 @@ _MISTAKES = [
         ),
     ),
     (
+        "it gives a two-token answer no TPOT; two tokens leave one gap after the first, and that "
+        "gap is its TPOT (only a one-token answer has none)",
+        lambda ts, a, b, d: (
+            _count(
+                ts,
+                lambda t: _ttft(t) <= a and (len(t["token_times"]) < 3 or _meets_tpot(t, b)),
+            )
+            / d
+        ),
+    ),
+    (
         "it compares TTFT with tpot_slo and TPOT with ttft_slo; the limits are swapped",
         lambda ts, a, b, d: _count(ts, lambda t: _ttft(t) <= b and _meets_tpot(t, a)) / d,
     ),
@@ -319,7 +335,142 @@ def check_boundaries(fn):
     return "a request exactly at its limits meets them; no requests, or only failures: 0"
 
 
-CHECKS = [("goodput", check_goodput), ("limits and empty runs", check_boundaries)]
+# ---- the learner's function against the reference (llmlab.checks.differential) -------------
+
+
+def _request(arrival, tokens, prefill_start=None, error=None):
+    start = arrival if prefill_start is None and tokens else prefill_start
+    return {"arrival": arrival, "prefill_start": start, "token_times": tokens, "error": error}
+
+
+def _named(c, got, expected):
+    """The one known mistake whose answer the learner's matches here (the right one does not)."""
+    ts, a, b, d = c.args
+    value = as_number(got)
+    if value is None or d <= 0 or not ts:
+        return None
+    found = set()
+    for description, wrong in _MISTAKES:
+        try:
+            mistake = wrong(copy.deepcopy(ts), a, b, d)
+        except Exception:  # noqa: BLE001 - a mistake that cannot be made on this input
+            continue
+        if _close(value, mistake) and not _close(mistake, expected):
+            found.add(description)
+    return found.pop() if len(found) == 1 else None
+
+
+def _names_duration(raised, expected):
+    return isinstance(raised, ValueError) and "duration" in str(raised)
+
+
+def _time(x):
+    return f"{x:.6g}"
+
+
+def _show_timeline(t):
+    times = "[" + ", ".join(_time(x) for x in t["token_times"]) + "]"
+    start = "None" if t["prefill_start"] is None else _time(t["prefill_start"])
+    return (
+        f"{{arrival {_time(t['arrival'])}, prefill_start {start}, token_times {times}, "
+        f"error {t['error']!r}}}"
+    )
+
+
+def _show_input(c):
+    ts, a, b, d = c.args
+    shown = ", ".join(_show_timeline(t) for t in ts[:4]) + (", ..." if len(ts) > 4 else "")
+    return f"timelines=[{shown}], ttft_slo={a:g}, tpot_slo={b:g} and duration={d:g}"
+
+
+_TICK = 1 / 16  # every generated time is a multiple of 1/16 s: exact in float32 and float64, so
+# a TTFT or TPOT equal to its limit is equal however it is computed, and one that is not differs
+# from it by far more than float32 rounding
+
+
+def _ticks(draw, lo, hi):
+    return draw.integer(lo, hi) * _TICK
+
+
+def _generated_request(draw):
+    arrival = _ticks(draw, 0, 160)
+    start = arrival + _ticks(draw, 0, 8)
+    error = draw.choice([None, None, None, None, "the client disconnected", "out of KV blocks"])
+    n = draw.integer(0, 6) if error or draw.boolean(0.1) else draw.integer(1, 6)
+    times = [start + _ticks(draw, 0, 12)] if n else []
+    for _ in range(n - 1):
+        times.append(times[-1] + _ticks(draw, 0, 6))
+    return _request(arrival, times, start if n else None, error)
+
+
+def _generate(draw):
+    timelines = draw.list(_generated_request, max_size=8, average=4)
+    ttft_slo, tpot_slo = _ticks(draw, 1, 16), _ticks(draw, 1, 8)
+    duration = _ticks(draw, -16, 0) if draw.boolean(0.05) else _ticks(draw, 16, 320)
+    return case(timelines, ttft_slo, tpot_slo, duration)
+
+
+_BOUNDARY = [  # (rule, timelines, ttft_slo, tpot_slo, duration)
+    ("a request with no error and no tokens was not served",
+     [_request(0.0, []), _request(0.0, [0.25])], 0.5, 0.25, 2.0),
+    ("a request with an error was not served, even after streaming tokens",
+     [_request(0.0, [0.25, 0.375], error="the client disconnected")], 0.5, 0.25, 2.0),
+    ("a limit is met at the limit (TTFT = ttft_slo, TPOT = tpot_slo)",
+     [_request(0.0, [0.25, 0.375, 0.75])], 0.25, 0.25, 2.0),
+    ("a limit is missed just past it (TTFT 0.4 ms over ttft_slo)",
+     [_request(0.0, [0.5004])], 0.5, 0.25, 2.0),
+    ("a one-token answer has no TPOT and meets the TPOT limit",
+     [_request(0.0, [0.125])], 0.25, 0.0625, 2.0),
+    ("a two-token answer has a TPOT: the gap between its tokens",
+     [_request(0.0, [0.125, 0.625]), _request(1.0, [1.125, 1.5, 1.875])], 0.25, 0.25, 2.0),
+    ("TTFT runs from arrival, so the queueing before prefill_start counts",
+     [_request(0.0, [0.5, 0.5625], prefill_start=0.375)], 0.25, 0.25, 2.0),
+    ("TPOT is the mean gap, (last - first) / (n - 1), not the longest",
+     [_request(0.0, [0.125, 0.25, 0.75, 0.875])], 0.25, 0.25, 2.0),
+    ("TTFT is held to ttft_slo and TPOT to tpot_slo",
+     [_request(0.0, [0.5, 0.5625]), _request(1.0, [1.125, 1.5])], 0.5, 0.25, 4.0),
+    ("a request must meet both limits",
+     [_request(0.0, [0.75, 0.8125]), _request(1.0, [1.125, 1.625])], 0.5, 0.25, 4.0),
+    ("goodput counts requests, not their tokens, per second of duration",
+     [_request(0.0, [0.125, 0.25, 0.375]), _request(1.0, [1.25])], 0.5, 0.25, 8.0),
+    ("with no requests goodput is 0", [], 0.5, 0.25, 2.0),
+    ("when every request failed goodput is 0",
+     [_request(0.0, [], error="out of KV blocks"), _request(0.5, [], error="cancelled")],
+     0.5, 0.25, 2.0),
+    ("a duration of 0 raises ValueError naming duration", [_request(0.0, [0.25])], 0.5, 0.25, 0.0),
+    ("a negative duration raises ValueError too", [_request(0.0, [0.25])], 0.5, 0.25, -1.0),
+]  # fmt: skip
+
+_EXAMPLE = [  # the task's worked example: 2 of 4 requests meet both limits over 10 s
+    _request(0.0, [0.3, 0.35, 0.45]),
+    _request(1.0, [1.6, 1.7], prefill_start=1.4),
+    _request(2.0, [2.2]),
+    _request(3.0, [3.1, 3.2], error="the client disconnected"),
+]
+
+DIFF = Differential(
+    _reference,
+    examples=[case(_EXAMPLE, 0.5, 0.1, 10.0)],
+    boundaries=[case(ts, a, b, d).because(rule) for rule, ts, a, b, d in _BOUNDARY],
+    generate=_generate,
+    n_generated=150,
+    seed=11,
+    rtol=1e-6,
+    atol=1e-9,
+    diagnose=_named,
+    show_input=_show_input,
+    same_error=_names_duration,
+    name="goodput",
+)
+_examples, _boundaries, _generated = DIFF.checks()
+
+CHECKS = [
+    _examples,
+    ("goodput", check_goodput),
+    ("limits and empty runs", check_boundaries),
+    _boundaries,
+    _generated,
+]
 
 
 def check_goodput_fn(goodput):

@@ -9,6 +9,10 @@ engine's StepStats.padding_rows counts the same wasted rows over decode steps on
 says so). When an answer is off, the checks recompute it with each classic mistake and name the
 one that matches. Shares are compared within 1e-6, which float32 arithmetic meets; every known
 mistake is off by far more on some workload.
+Then llmlab.checks.differential compares the learner's function with the reference in
+exercises/solutions/ on the task's worked example, a boundary table (one row per rule the task
+states) and generated inputs, shrunk to the smallest disagreement; the mistakes above name the
+difference when exactly one of them gives the learner's answer on that input.
 """
 
 import math
