@@ -7,9 +7,13 @@
     python -m llmlab.loadtest --url ... --ttft-slo 0.5 --tpot-slo 0.05   # and goodput
     python -m llmlab.loadtest --self-bench                      # what HTTP and the client cost
 
-Each request streams (POST {url}/completions with "stream": true). Its clock starts when the
-client sends it (its arrival), and each token's time is when the event carrying it reached the
-client. TTFT, TPOT, end-to-end latency, percentiles and goodput then come from the functions of
+Each request streams (POST {url}/completions, or /chat/completions with --endpoint chat, with
+"stream": true). Its clock starts at its scheduled arrival (at a rate, when it was due; at a
+concurrency, when a slot came free), not when the client got round to sending it: a client that
+falls behind cannot hide the queueing that way (coordinated omission, as wrk2 corrects it), and
+the lag from due to sent is reported apart. Each token's time is when the bytes that carried it
+came off the socket: the client speaks HTTP/1.1 itself, with little Python between the socket and
+the clock. TTFT, TPOT, end-to-end latency, percentiles and goodput then come from the functions of
 llmlab.serving_metrics, the chapters' own definitions; ITL, the inter-token latency, is the gap
 between two consecutive streamed events.
 
@@ -20,7 +24,12 @@ What differs among servers, and how it is handled:
 - an event that carries several tokens (usage says more tokens than events) gives each of them
   its arrival time, the tokens split among events in proportion to their text: TTFT and TPOT
   stay exact, ITL is per event;
-- keep-alive comments, empty events and events without text are skipped.
+- keep-alive comments, empty events and events without text are skipped;
+- a stream is complete when it ends after a finish_reason, with or without `data: [DONE]`
+  (transformers serve sends none);
+- a server that takes text prompts only is found by a probe request before the run, which also
+  counts the tokens the server adds to each prompt (a <bos>) for the context check;
+- each distinct error message a server sends is counted and shown.
 
 The Python API is `workload` (or `read_jsonl`), then `run` or `sweep`, which return `Run`s
 with `.records` (one timeline per request) and `.summary()`.
@@ -28,12 +37,15 @@ with `.records` (one timeline per request) and `.summary()`.
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import json
 import math
 import random
+import ssl
 import sys
 import time
+import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
@@ -143,12 +155,20 @@ def send_times(n: int, rate: float, arrivals: str = "poisson", seed: int = 0) ->
 
 
 # ---- one request -----------------------------------------------------------------------------------
+ENDPOINTS = ("completions", "chat")
+
+
 @dataclass
 class Record:
     """One request's timeline, in seconds from the start of the run (client clock).
 
-    arrival: when it was sent (None: never sent, the run's time limit came first).
-    token_times: one per output token (serving_metrics reads arrival and token_times).
+    arrival: when it was due: its scheduled time at a rate (all at 0 for a burst), or when a
+    slot came free at a concurrency; None: never sent (the run's time limit came first). Its
+    latencies count from here, so a client that falls behind cannot hide the queueing
+    (coordinated omission, as wrk2 corrects it).
+    sent: when its first byte went out (sent - arrival: the client's send lag).
+    token_times: one per output token (serving_metrics reads arrival and token_times), each
+    the moment the bytes carrying it were read from the socket.
     event_times: when each event that carried text arrived.
     token_source: "usage" (the server's count) or "events" (one per event with text).
     server_timeline: the server's own times (seconds from when it received the request), if it
@@ -159,11 +179,13 @@ class Record:
     prompt_tokens: int | None = None
     max_tokens: int = 0
     arrival: float | None = None
+    sent: float | None = None
     token_times: list[float] = field(default_factory=list)
     event_times: list[float] = field(default_factory=list)
     output_tokens: int = 0
     token_source: str | None = None
     text: str = ""
+    finish_reason: str | None = None
     error: str | None = None  # its kind: "HTTP 503 queue_full", "timeout", "time limit", ...
     error_detail: str | None = None
     server_timeline: dict | None = None
@@ -198,54 +220,254 @@ def spread_tokens(events: list[tuple[float, str]], n_tokens: int) -> list[float]
 def _error_kind(status: int, body: bytes) -> tuple[str, str]:
     try:
         error = json.loads(body)["error"]
+        if isinstance(error, str):  # some servers send {"error": "message"}
+            error = {"message": error}
         code, message = error.get("code"), error.get("message")
     except (ValueError, KeyError, TypeError, AttributeError):
         code, message = None, body[:200].decode(errors="replace")
     return (f"HTTP {status} {code}" if code else f"HTTP {status}"), str(message)
 
 
-async def send(client, url, item: WorkItem, record: Record, t0: float, extra: dict):
-    """Send one request, stream its answer and fill its record."""
-    payload = {"prompt": item.prompt, "max_tokens": item.max_tokens, "stream": True}
-    payload |= {"temperature": 0.0, "stream_options": {"include_usage": True}} | extra
-    events, usage = [], None
+class HttpClient:
+    """HTTP/1.1 over asyncio's streams: just what a streamed POST needs (keep-alive connections,
+    chunked or Content-Length bodies, each request one write, built before it is due).
+
+    A general client (httpx) spends a few milliseconds of Python per request between the socket
+    and the code that reads the time; on a busy machine that grows several-fold and is counted
+    in every TTFT. Here each chunk's time is read as soon as its bytes come off the socket.
+    """
+
+    def __init__(self, url: str, timeout: float, connect_timeout: float):
+        parts = urllib.parse.urlsplit(url)
+        self.https = parts.scheme == "https"
+        self.host, self.port = parts.hostname, parts.port or (443 if self.https else 80)
+        self.netloc, self.base = parts.netloc, parts.path.rstrip("/")
+        self.timeout, self.connect_timeout = timeout, connect_timeout
+        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+
+    def prepare(self, path: str, body: bytes) -> bytes:
+        head = (
+            f"POST {self.base}/{path} HTTP/1.1\r\nHost: {self.netloc}\r\n"
+            "Content-Type: application/json\r\nAccept: text/event-stream\r\n"
+            f"User-Agent: llmlab-loadtest\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        return head.encode() + body
+
+    async def _connect(self):
+        context = ssl.create_default_context() if self.https else None
+        loop = asyncio.get_running_loop()
+        reader = _TimedReader(limit=2**16, loop=loop)
+        protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+        opening = loop.create_connection(lambda: protocol, self.host, self.port, ssl=context)
+        transport, _ = await asyncio.wait_for(opening, self.connect_timeout)
+        return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
+
+    @contextlib.asynccontextmanager
+    async def post(self, prepared: bytes):
+        """Send a prepared request; yields the _Response once its status and headers are in."""
+        reused = bool(self.idle)
+        connection = self.idle.pop() if reused else await self._connect()
+        response = _Response(connection[0], self.timeout)
+        try:
+            response.sent = clock()
+            connection[1].write(prepared)
+            await response.start()
+        except (OSError, asyncio.IncompleteReadError):
+            connection[1].close()
+            if not reused:
+                raise
+            connection = await self._connect()  # the server had closed an idle connection
+            response = _Response(connection[0], self.timeout)
+            response.sent = clock()
+            connection[1].write(prepared)
+            await response.start()
+        try:
+            yield response
+        finally:
+            if response.complete and not response.close:
+                self.idle.append(connection)
+            else:
+                connection[1].close()
+
+    async def aclose(self):
+        for _, writer in self.idle:
+            writer.close()
+        self.idle = []
+
+
+class _TimedReader(asyncio.StreamReader):
+    """Notes when each piece of data came off the socket (the event loop's callback, before any
+    coroutine parses it): when() gives the time the byte at an offset arrived."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fed, self.times = 0, collections.deque()  # (offset past the piece, time)
+
+    def feed_data(self, data):
+        self.fed += len(data)
+        self.times.append((self.fed, clock()))
+        super().feed_data(data)
+
+    def when(self, offset: int) -> float:
+        """The time the byte before `offset` (bytes since the connection opened) arrived."""
+        while len(self.times) > 1 and self.times[0][0] < offset:
+            self.times.popleft()
+        return self.times[0][1] if self.times else clock()
+
+
+class _Response:
+    def __init__(self, reader: asyncio.StreamReader, timeout: float):
+        self.reader, self.timeout = reader, timeout
+        self.status, self.sent, self.complete, self.close = 0, None, False, True
+
+    async def _read(self, coroutine):
+        data = await asyncio.wait_for(coroutine, self.timeout)
+        self.reader.used = getattr(self.reader, "used", 0) + len(data)  # bytes taken so far
+        return data
+
+    def _arrived(self) -> float:
+        """When the bytes read last came off the socket."""
+        reader = self.reader
+        return reader.when(reader.used) if isinstance(reader, _TimedReader) else clock()
+
+    async def start(self):
+        head = (await self._read(self.reader.readuntil(b"\r\n\r\n"))).decode("latin-1")
+        status, *lines = head.split("\r\n")
+        self.status = int(status.split()[1])
+        headers = dict(line.split(":", 1) for line in lines if ":" in line)
+        headers = {k.strip().lower(): v.strip().lower() for k, v in headers.items()}
+        self.chunked = "chunked" in headers.get("transfer-encoding", "")
+        self.length = int(headers["content-length"]) if "content-length" in headers else None
+        framed = self.chunked or self.length is not None
+        self.close = headers.get("connection") == "close" or not framed
+
+    async def chunks(self):
+        """(time read, bytes) of the body as it arrives."""
+        if self.chunked:
+            while True:
+                size = int((await self._read(self.reader.readuntil(b"\r\n"))).split(b";")[0], 16)
+                if size == 0:
+                    while await self._read(self.reader.readuntil(b"\r\n")) != b"\r\n":
+                        pass  # trailers
+                    break
+                data = (await self._read(self.reader.readexactly(size + 2)))[:-2]
+                yield self._arrived(), data
+        else:
+            left = math.inf if self.length is None else self.length
+            while left > 0:
+                data = await self._read(self.reader.read(int(min(left, 2**16))))
+                if not data:
+                    if self.length is None:
+                        break
+                    raise asyncio.IncompleteReadError(b"", left)
+                left -= len(data)
+                yield self._arrived(), data
+        self.complete = True
+
+    async def read(self) -> bytes:
+        return b"".join([data async for _, data in self.chunks()])
+
+
+class _HttpxResponse:
+    def __init__(self, response: httpx.Response, sent: float):
+        self.response, self.status, self.sent = response, response.status_code, sent
+
+    async def chunks(self):
+        async for data in self.response.aiter_bytes():
+            yield clock(), data
+
+    async def read(self) -> bytes:
+        return await self.response.aread()
+
+
+class _HttpxClient:
+    """The same interface over an httpx transport (the tests' fake servers)."""
+
+    def __init__(self, url: str, transport, timeout: float):
+        self.url = url
+        self.client = httpx.AsyncClient(transport=transport, timeout=timeout, trust_env=False)
+
+    def prepare(self, path: str, body: bytes):
+        headers = {"content-type": "application/json"}
+        return self.client.build_request(
+            "POST", f"{self.url}/{path}", content=body, headers=headers
+        )
+
+    @contextlib.asynccontextmanager
+    async def post(self, request):
+        sent = clock()
+        response = await self.client.send(request, stream=True)
+        try:
+            yield _HttpxResponse(response, sent)
+        finally:
+            await response.aclose()
+
+    async def aclose(self):
+        await self.client.aclose()
+
+
+def payload(item: WorkItem, endpoint: str, extra: dict) -> dict:
+    """The request's body: streamed, greedy, asking for usage in a last event."""
+    if endpoint == "chat":
+        body = {"messages": [{"role": "user", "content": item.prompt}]}
+    else:
+        body = {"prompt": item.prompt}
+    body |= {"max_tokens": item.max_tokens, "stream": True, "temperature": 0.0}
+    return body | {"stream_options": {"include_usage": True}} | extra
+
+
+async def send(client, item: WorkItem, record: Record, t0: float, extra: dict,
+               endpoint: str = "completions", due: float | None = None):  # fmt: skip
+    """Send one request at t0 + due (now if None), stream its answer and fill its record.
+
+    The request is built before it is due; its latencies count from when it was due."""
+    path = "chat/completions" if endpoint == "chat" else "completions"
+    prepared = client.prepare(path, json.dumps(payload(item, endpoint, extra)).encode())
+    if due is not None:
+        await asyncio.sleep(max(0.0, t0 + due - clock()))
+    record.arrival = (clock() - t0) if due is None else due
     record.max_tokens = item.max_tokens
-    record.arrival = clock() - t0
+    events, usage, pending, done = [], None, b"", False
     try:
-        async with client.stream("POST", f"{url}/completions", json=payload) as response:
-            if response.status_code != 200:
-                kind, detail = _error_kind(response.status_code, await response.aread())
+        async with client.post(prepared) as response:
+            record.sent = response.sent - t0
+            if response.status != 200:
+                kind, detail = _error_kind(response.status, await response.read())
                 record.error, record.error_detail = kind, detail
                 return
-            done = False
-            async for line in response.aiter_lines():
-                now = clock() - t0
-                if not line.startswith("data:"):
-                    continue  # blank separators, keep-alive comments (": ping"), event names
-                data = line[5:].strip()
-                if data == "[DONE]":
-                    done = True
+            async for now, raw in response.chunks():
+                lines = (pending + raw).split(b"\n")
+                pending = lines.pop()
+                for line in lines:
+                    if not line.startswith(b"data:"):
+                        continue  # blank separators, keep-alive comments (": ping"), event names
+                    data = line[5:].strip()
+                    if data == b"[DONE]":
+                        done = True
+                        break
+                    if not data:
+                        continue
+                    chunk = json.loads(data)
+                    if "error" in chunk:
+                        record.error, record.error_detail = "error event", str(chunk["error"])
+                        return
+                    usage = chunk.get("usage") or usage
+                    record.server_timeline = chunk.get("llmlab_timeline") or record.server_timeline
+                    choice = (chunk.get("choices") or [{}])[0]
+                    text = choice.get("text") or (choice.get("delta") or {}).get("content") or ""
+                    if text:
+                        events.append((now - t0, text))
+                    record.finish_reason = choice.get("finish_reason") or record.finish_reason
+                if done:
                     break
-                if not data:
-                    continue
-                chunk = json.loads(data)
-                if "error" in chunk:
-                    record.error, record.error_detail = "error event", str(chunk["error"])
-                    return
-                usage = chunk.get("usage") or usage
-                record.server_timeline = chunk.get("llmlab_timeline") or record.server_timeline
-                choices = chunk.get("choices") or [{}]
-                text = choices[0].get("text") or ""
-                if text:
-                    events.append((now, text))
-            if not done:
-                record.error = "stream ended before [DONE]"
+        if not done and record.finish_reason is None:
+            record.error = "stream ended before a finish_reason or [DONE]"
     except asyncio.CancelledError:
         record.error = "time limit"
         raise
-    except httpx.TimeoutException as error:
+    except (TimeoutError, httpx.TimeoutException) as error:
         record.error, record.error_detail = "timeout", repr(error)
-    except (httpx.HTTPError, json.JSONDecodeError) as error:
+    except (OSError, asyncio.IncompleteReadError, httpx.HTTPError, ValueError) as error:
         record.error, record.error_detail = type(error).__name__, str(error)
     finally:
         record.event_times = [t for t, _ in events]
@@ -319,18 +541,24 @@ async def run_async(
     seed: int = 0,
     progress: bool = False,
     label: str = "",
+    endpoint: str = "completions",
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> Run:
     """Send `items` to the server at url (its /v1 base) and record every answer's timeline.
 
     Open loop at `rate` requests per second (Poisson or uniform arrivals), or closed loop with
     `concurrency` requests in flight (each sent when one finishes); rate None and concurrency
-    None: all at once. Stops after time_limit seconds, whatever is left. transport: another
-    httpx transport (tests pass a fake server).
+    None: all at once. Stops after time_limit seconds, whatever is left. endpoint: "completions"
+    or "chat" (/v1/chat/completions, the prompt as one user message: text prompts only).
+    transport: another httpx transport (tests pass a fake server).
     """
     url = check_url(url)
     if not isinstance(items, list) or not items:
         raise ValueError("items must be a non-empty list of WorkItem")
+    if endpoint not in ENDPOINTS:
+        raise ValueError(f"endpoint must be one of {ENDPOINTS}, got {endpoint!r}")
+    if endpoint == "chat" and not all(isinstance(i.prompt, str) for i in items):
+        raise ValueError('endpoint "chat" takes text prompts: build the workload with style="text"')
     if concurrency is not None and (
         isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1
     ):
@@ -348,9 +576,9 @@ async def run_async(
     bar = Progress(len(items), progress, label)
     finished = []
 
-    async def one(client, i):
+    async def one(client, i, due):
         try:
-            await send(client, url, items[i], records[i], t0, extra)
+            await send(client, items[i], records[i], t0, extra, endpoint, due)
         finally:
             finished.append(i)
             bar.update(len(finished), sum(1 for j in finished if records[j].error))
@@ -361,33 +589,34 @@ async def run_async(
 
             async def worker():
                 for i in queue:  # one shared iterator: each index is sent once
-                    await one(client, i)
+                    await one(client, i, None)  # due now: when a slot came free
 
             tasks += [asyncio.create_task(worker()) for _ in range(concurrency)]
-        else:
-            for i in range(len(items)):
-                if times is not None:
-                    await asyncio.sleep(max(0.0, t0 + times[i] - clock()))
-                tasks.append(asyncio.create_task(one(client, i)))
+        else:  # each task waits for its time, its request built: no send waits for another's
+            due = times if times is not None else [0.0] * len(items)
+            tasks += [asyncio.create_task(one(client, i, due[i])) for i in range(len(items))]
         await asyncio.gather(*tasks)
 
-    limits = httpx.Limits(max_connections=None, max_keepalive_connections=256)
-    timeout = httpx.Timeout(request_timeout, connect=min(10.0, request_timeout))
-    client = httpx.AsyncClient(limits=limits, timeout=timeout, trust_env=False, transport=transport)
-    async with client:
-        t0 = clock()
-        tasks = []
-        try:
-            await asyncio.wait_for(dispatch(client, tasks), time_limit)
-        except TimeoutError:  # stop what is in flight; what was never sent stays unsent
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-        wall = clock() - t0
+    if transport is None:
+        client = HttpClient(url, request_timeout, min(10.0, request_timeout))
+    else:
+        timeout = httpx.Timeout(request_timeout, connect=min(10.0, request_timeout))
+        client = _HttpxClient(url, transport, timeout)
+    t0 = clock()
+    tasks = []
+    try:
+        await asyncio.wait_for(dispatch(client, tasks), time_limit)
+    except TimeoutError:  # stop what is in flight; what was never sent stays unsent
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        await client.aclose()
+    wall = clock() - t0
     bar.update(len(finished), sum(1 for j in finished if records[j].error), final=True)
     config = {"url": url, "requests": len(items), "rate": rate, "arrivals": arrivals,
               "concurrency": concurrency, "model": model, "time_limit": time_limit,
-              "seed": seed}  # fmt: skip
+              "seed": seed, "endpoint": endpoint}  # fmt: skip
     return Run(config, records, wall)
 
 
@@ -416,6 +645,40 @@ def check_url(url) -> str:
     return url.rstrip("/")
 
 
+PROBE_WORDS = ["the", "cat", "near", "the", "dog"]
+
+
+def probe(url: str, model=None, endpoint="completions", style="auto", timeout=30.0) -> dict:
+    """Ask the server two small questions before a run, with one-token answers: does it take
+    token-id prompts (style "auto": ids if so, else text), and how many tokens does it add to a
+    prompt (a <bos>, a chat template): usage.prompt_tokens less the words sent (each of these
+    words is one token in the course's vocabulary and in common tokenizers).
+
+    Returns {"style": "ids" or "text", "added_tokens": n}."""
+    url = check_url(url)
+    extra = {"model": model} if model else {}
+    path = "chat/completions" if endpoint == "chat" else "completions"
+
+    def ask(prompt):
+        body = {"max_tokens": 1, "temperature": 0.0} | extra
+        if endpoint == "chat":
+            body["messages"] = [{"role": "user", "content": prompt}]
+        else:
+            body["prompt"] = prompt
+        return httpx.post(f"{url}/{path}", json=body, timeout=timeout, trust_env=False)
+
+    if style == "auto":
+        style = "ids"
+        if endpoint == "chat" or ask([1, 2]).status_code in (400, 422):
+            style = "text"
+    answer = ask(" ".join(PROBE_WORDS))
+    used = (
+        answer.json().get("usage", {}).get("prompt_tokens") if answer.status_code == 200 else None
+    )
+    added = max(0, used - len(PROBE_WORDS)) if isinstance(used, int) else 0
+    return {"style": style, "added_tokens": added}
+
+
 def server_info(url: str, timeout: float = 10.0) -> dict:
     """What GET {url}/models says of the first model: its id, and its context and vocabulary
     size when the server tells them (vLLM: max_model_len; llmlab: both)."""
@@ -436,16 +699,19 @@ def summary(records: list[Record], ttft_slo=None, tpot_slo=None) -> dict:
     ok = [r for r in sent if r.error is None]
     s = summarize(sent) if sent else None
     itl = [b - a for r in ok for a, b in zip(r.event_times, r.event_times[1:])]
-    errors = {}
+    errors, messages = {}, {}
     for r in sent:
         if r.error:
             errors[r.error] = errors.get(r.error, 0) + 1
+            message = f"{r.error}: {r.error_detail}" if r.error_detail else r.error
+            messages[message] = messages.get(message, 0) + 1
     out = {
         "sent": len(sent),
         "ok": len(ok),
         "failed": len(sent) - len(ok),
         "not_sent": len(records) - len(sent),
         "errors": errors,
+        "error_messages": messages,
         "duration_s": s.duration if s else 0.0,
         "requests_per_s": s.requests_per_s if s else math.nan,
         "output_tokens": sum(len(r.token_times) for r in ok),
@@ -456,6 +722,7 @@ def summary(records: list[Record], ttft_slo=None, tpot_slo=None) -> dict:
         "tpot": _percentiles([t for t in map(tpot, ok) if t is not None]),
         "itl": _percentiles(itl),
         "e2e": _percentiles([end_to_end(r) for r in ok]),
+        "send_lag": _percentiles([r.sent - r.arrival for r in sent if r.sent is not None]),
     }
     timed = [r for r in ok if r.server_timeline and r.server_timeline.get("token_times")]
     if timed:
@@ -472,8 +739,9 @@ def format_summary(s: dict) -> str:
     """The summary as lines of at most 77 characters: counts, rates, then a percentile table."""
     lines = [f"requests: {s['sent']} sent, {s['ok']} ok, {s['failed']} failed"
              + (f", {s['not_sent']} not sent (time limit)" if s["not_sent"] else "")]  # fmt: skip
-    for kind, count in sorted(s["errors"].items(), key=lambda kv: -kv[1]):
-        lines.append(f"  {count} x {kind}")
+    for message, count in sorted(s["error_messages"].items(), key=lambda kv: -kv[1]):
+        line = f"  {count} x {message}"  # each distinct message: what a server said, and how often
+        lines.append(line if len(line) <= 77 else line[:74] + "...")
     source = (
         "the server's usage"
         if s["tokens_from_usage"] == s["ok"]
@@ -488,7 +756,8 @@ def format_summary(s: dict) -> str:
         lines.append(f"{s['multi_token_events']} answers had events carrying several tokens")
     lines.append(f"{'ms':<22}" + "".join(f"{'P' + str(q):>9}" for q in PERCENTILES))
     rows = [("TTFT", "ttft"), ("TPOT", "tpot"), ("ITL (between events)", "itl"),
-            ("end-to-end", "e2e"), ("server TTFT", "server_ttft"),
+            ("end-to-end", "e2e"), ("send lag (client)", "send_lag"),
+            ("server TTFT", "server_ttft"),
             ("HTTP (TTFT - server's)", "http_overhead")]  # fmt: skip
     for name, key in rows:
         if key in s:
@@ -538,9 +807,12 @@ def main(argv=None):
     parser.add_argument("--prompt-tokens", default="32:128", help="LOW:HIGH (default %(default)s)")
     parser.add_argument("--max-tokens", default="8:64", help="LOW:HIGH (default %(default)s)")
     parser.add_argument(
-        "--prompt-style", choices=("ids", "text"), default="ids",
-        help="token-id prompts, or English words for servers that take text only (Ollama)",
+        "--prompt-style", choices=("auto", "ids", "text"), default="auto",
+        help="token-id prompts, or English words for servers that take text only (Ollama, "
+        "transformers serve); auto: ids if a probe request with ids is accepted, else text",
     )  # fmt: skip
+    parser.add_argument("--endpoint", choices=ENDPOINTS, default="completions",
+                        help="/v1/completions, or /v1/chat/completions (text prompts)")  # fmt: skip
     parser.add_argument("--vocab-size", type=int, help="ids below this (default: the server's)")
     parser.add_argument("--dataset", help="a JSONL file of requests: {'prompt', 'max_tokens'}")
     parser.add_argument("--ttft-slo", type=float, help="seconds; with it, goodput is reported")
@@ -562,29 +834,47 @@ def main(argv=None):
         parser.error(f"--num-requests must be >= 1, got {args.num_requests}")
     if args.tpot_slo is not None and args.ttft_slo is None:
         parser.error("--tpot-slo needs --ttft-slo")
+    if args.json:  # found now, not after the whole run
+        try:
+            with open(args.json, "a"):
+                pass
+        except OSError as error:
+            parser.error(f"--json {args.json}: cannot write there: {error.strerror}")
     try:
         rates = [float(r) for r in args.sweep.split(",")] if args.sweep else None
         info = {}
         if args.model is None or args.vocab_size is None:
             info = server_info(args.url)
         model = args.model or info.get("id")
+        style, added = args.prompt_style, 0
+        if args.endpoint == "chat":
+            style = "text"
+        if not args.dataset:
+            found = probe(args.url, model, args.endpoint, style)
+            style, added = found["style"], found["added_tokens"]
+            if args.prompt_style == "auto" and style == "text" and args.endpoint != "chat":
+                print("the server takes text prompts only: prompts are English words",
+                      file=sys.stderr)  # fmt: skip
         if args.dataset:
             items = read_jsonl(args.dataset, args.max_tokens, args.seed)[: args.num_requests]
         else:
             vocab = args.vocab_size or info.get("vocab_size") or 1000
             items = workload(args.num_requests, vocab, args.prompt_tokens, args.max_tokens,
-                             args.prompt_style, args.seed)  # fmt: skip
+                             style, args.seed)  # fmt: skip
         context = info.get("max_model_len")
         if context and not args.dataset:
             longest = (
                 _length_range("", args.prompt_tokens)[1] + _length_range("", args.max_tokens)[1]
             )
-            if longest > context:
-                print(f"warning: prompts + answers up to {longest} tokens; the server's context "
-                      f"is {context}: the longest requests will fail", file=sys.stderr)  # fmt: skip
+            if longest + added > context:
+                extra = f" (with {added} the server adds to each prompt)" if added else ""
+                print(f"warning: prompts + answers up to {longest + added} tokens{extra}; the "
+                      f"server's context is {context}: the longest requests will fail",
+                      file=sys.stderr)  # fmt: skip
         options = dict(arrivals=args.arrivals, model=model, time_limit=args.time_limit,
                        request_timeout=args.request_timeout, ignore_eos=args.ignore_eos,
-                       seed=args.seed, progress=not args.no_progress)  # fmt: skip
+                       seed=args.seed, progress=not args.no_progress,
+                       endpoint=args.endpoint)  # fmt: skip
         if rates:
             runs = sweep(args.url, items, rates, **options)
         else:

@@ -118,7 +118,7 @@ def test_without_usage_each_event_with_text_is_one_token_and_keepalives_are_skip
 @pytest.mark.parametrize(
     "script, kind",
     [
-        ([(0.5, event(" a"))], "stream ended before [DONE]"),
+        ([(0.5, event(" a"))], "stream ended before a finish_reason or [DONE]"),
         ([(0.5, event(" a")), (0.6, b'data: {"error": {"message": "boom"}}\n\n')], "error event"),
         ([DONE], "no tokens"),
     ],
