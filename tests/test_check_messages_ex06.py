@@ -215,7 +215,10 @@ def test_no_named_mistake_gets_the_generic_message(fn, check, words):
 
 def test_a_float32_answer_passes_everything_but_epoch_timestamps():
     result = statuses(float32_tensor)
-    assert [name for name, (status, _) in result.items() if status != PASS] == ["epoch timestamps"]
+    failing = [name for name, (status, _) in result.items() if status != PASS]
+    assert failing == ["epoch timestamps", "boundary cases", "generated inputs"]
+    for name in failing:
+        assert "float32" in result[name][1], result[name][1]
 
 
 def test_tensor_values_are_judged_as_values():
@@ -304,3 +307,64 @@ def test_stub_reports_todo_everywhere():
         raise NotImplementedError
 
     assert {r.status for r in check_latency_metrics(latency_metrics).results} == {TODO}
+
+
+# ---- mistakes of fresh learners (issue #24) that the first checks let through ----------------
+
+
+def no_tpot_for_two_tokens(request_time, token_times):
+    t = list(token_times)
+    if not t or t[0] < request_time or sorted(t) != t:
+        raise ValueError(f"bad token_times: {t}")
+    out = unvalidated(request_time, t)
+    return out | {"tpot": None} if len(t) <= 2 else out
+
+
+def order_checked_but_the_last_pair(request_time, token_times):
+    t = list(token_times)
+    if not t or t[0] < request_time or any(t[i + 1] < t[i] for i in range(len(t) - 2)):
+        raise ValueError(f"token_times must be in order and after the request: {t}")
+    return unvalidated(request_time, t)
+
+
+def rounded_to_milliseconds(request_time, token_times):
+    out = SOLUTION(request_time, token_times)
+    return {k: None if v is None else round(v, 3) for k, v in out.items()}
+
+
+def clock_skew_allowed(request_time, token_times):
+    """Lets a token come up to 10 ms before its request (clock skew): the task does not."""
+    t = list(token_times)
+    if not t or t[0] < request_time - 0.01 or sorted(t) != t:
+        raise ValueError(f"bad token_times: {t}")
+    return unvalidated(request_time, t)
+
+
+def sorts_in_place(request_time, token_times):
+    if isinstance(token_times, list):
+        token_times.sort()  # the caller's list is sorted too, and the order is never checked
+    return unvalidated(request_time, token_times) if token_times else SOLUTION(0.0, [])
+
+
+def capitalised_keys(request_time, token_times):
+    return {k.upper(): v for k, v in SOLUTION(request_time, token_times).items()}
+
+
+FRESH = [  # (learner's latency_metrics, check that must FAIL, words its message must contain)
+    (no_tpot_for_two_tokens, "boundary cases", "(two tokens have a TPOT, the one gap)"),
+    (no_tpot_for_two_tokens, "boundary cases", "None is only for one token"),
+    (order_checked_but_the_last_pair, "boundary cases", "checked up to the last pair"),
+    (order_checked_but_the_last_pair, "boundary cases", "it should raise ValueError"),
+    (rounded_to_milliseconds, "boundary cases", "shorter than a millisecond"),
+    (rounded_to_milliseconds, "boundary cases", "return them unrounded"),
+    (rounded_to_milliseconds, "generated inputs", "the answer is"),
+    (clock_skew_allowed, "boundary cases", "a token before the request raises, even by 3 ms"),
+    (sorts_in_place, "boundary cases", "changed its argument token_times"),
+    (capitalised_keys, "equal timestamps", "lacks the key(s)"),
+    (capitalised_keys, "any sequence", "lacks the key(s)"),
+]
+
+
+@pytest.mark.parametrize("fn, check, words", FRESH, ids=[f"{f.__name__}-{c}" for f, c, _ in FRESH])
+def test_fresh_mistake_fails_with_its_counterexample(fn, check, words):
+    assert_fails_with(statuses(fn), check, words)

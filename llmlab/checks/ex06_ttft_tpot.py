@@ -10,12 +10,18 @@ off-by-one give different numbers, and each mistake can be named.
 Values are compared to 10 microseconds, so an answer computed in float32 near t = 10 s passes;
 the "epoch timestamps" check then feeds times near 1.7e9 s (time.time()), where float32 keeps
 only multiples of 128 s, and says so.
+Then llmlab.checks.differential compares the learner's function with the reference in
+exercises/solutions/ on the task's worked example, a boundary table (one row per rule the task
+states: one and two tokens, each error, the last pair of the order, a token 3 ms early, ties,
+sub-millisecond durations, epoch times, tuples and arrays) and generated inputs, shrunk to the
+smallest disagreement; a known mistake that gives the learner's value there is named after it.
 """
 
 import math
 import numbers
 
-from llmlab.checks import CheckFailed, crashed, one_line, run_checks
+from llmlab.checks import CheckFailed, as_number, crashed, one_line, run_checks
+from llmlab.checks.differential import Differential, case, reference
 
 # A request arriving at t = 10 s, six tokens: a slow first token (prefill), then uneven gaps
 # whose first, last, smallest, largest and median all differ from their mean (0.068 s).
@@ -54,6 +60,11 @@ def _call(latency_metrics, request, times):
         raise
     except Exception as error:  # noqa: BLE001 - the learner's code crashed: say so, with why
         raise crashed("latency_metrics", error, _crash_hint(error, times)) from None
+    return _checked(out)
+
+
+def _checked(out):
+    """out if it is a dict with the three keys, else CheckFailed (never the check's KeyError)."""
     if not isinstance(out, dict):
         raise CheckFailed(
             f'latency_metrics() returned {type(out).__name__}; return a dict with keys "ttft", '
@@ -278,7 +289,7 @@ def check_ties(latency_metrics):
             raise
         except Exception as error:  # noqa: BLE001
             raise crashed("latency_metrics", error, f"{what} is valid input") from None
-        got = {key: _number(out, key) for key in expected}
+        got = {key: _number(_checked(out), key) for key in expected}
         if not all(_close(got[key], expected[key]) for key in expected):
             if _basic(latency_metrics) is None:
                 raise CheckFailed(_NOT_YET.format(what="ties"))
@@ -308,7 +319,7 @@ def check_any_sequence(latency_metrics):
             elif isinstance(error, ValueError) and "truth value" not in str(error):
                 hint = f"valid timestamps as a {kind} raised ValueError while a list works"
             raise crashed("latency_metrics", error, hint) from None
-        got = {key: _number(out, key) for key in ("ttft", "tpot", "e2e")}
+        got = {key: _number(_checked(out), key) for key in ("ttft", "tpot", "e2e")}
         if not all(_close(got[key], ref[key]) for key in ref):
             raise CheckFailed(
                 f"token_times as a {kind} gives {_show(got)}, the same times as a list give "
@@ -352,7 +363,165 @@ def check_epoch_timestamps(latency_metrics):
     )
 
 
+# ---- the learner's function against the reference (llmlab.checks.differential) -------------
+
+
+def _gaps(t):
+    return sorted(b - a for a, b in zip(t, t[1:]))
+
+
+def _mistakes(r, t):
+    """{key: [(sentence, value)]}: what each known mistake gives for request r, tokens t."""
+    n, ttft, e2e = len(t), t[0] - r, t[-1] - r
+    tpot = (t[-1] - t[0]) / (n - 1) if n > 1 else None
+    rounded = "it rounds to whole milliseconds (3 decimals); durations can be shorter than a "
+    rounded += "millisecond: return them unrounded"
+    found = {
+        "ttft": [
+            ("TTFT is measured from the first token; measure from request_time", 0.0),
+            ("TTFT is the first token's timestamp; subtract request_time", t[0]),
+            ("TTFT is request_time - first token; subtract the other way round", -ttft),
+            ("TTFT came out in milliseconds; return seconds", 1000 * ttft),
+            (rounded, round(ttft, 3)),
+        ],
+        "e2e": [
+            ("e2e starts at the first token; it starts at request_time", t[-1] - t[0]),
+            ("e2e is the last token's timestamp; subtract request_time", t[-1]),
+            ("e2e ends at the first token (that is TTFT); it ends at the last", ttft),
+            ("e2e came out in milliseconds; return seconds", 1000 * e2e),
+            ("e2e is negative: subtract request_time from the last token's time", -e2e),
+            (rounded, round(e2e, 3)),
+        ],
+        "tpot": [],
+    }
+    if n > 1:
+        found["ttft"].append(("TTFT is the gap between the first two tokens", t[1] - t[0]))
+        found["e2e"].append((f"e2e counts n = {n} gaps after the first token; there are n - 1",
+                             ttft + tpot * n))  # fmt: skip
+        gaps = _gaps(t)
+        mean = "; TPOT is the mean gap, (last - first) / (n - 1)"
+        found["tpot"] = [
+            (f"TPOT divides by n = {n}; n tokens leave n - 1 gaps", (t[-1] - t[0]) / n),
+            ("TPOT includes the time to the first token (end-to-end / n)", e2e / n),
+            ("TPOT starts at request_time, not at the first token", e2e / (n - 1)),
+            ("TPOT is the median gap" + mean, gaps[len(gaps) // 2]),
+            ("TPOT is the largest gap" + mean, gaps[-1]),
+            ("TPOT is the smallest gap" + mean, gaps[0]),
+            ("TPOT is the first gap" + mean, t[1] - t[0]),
+            ("TPOT is the last gap" + mean, t[-1] - t[-2]),
+            ("TPOT came out in milliseconds; return seconds", 1000 * tpot),
+            ("TPOT is negative: subtract the first token's time from the last's", -tpot),
+            (rounded, round(tpot, 3)),
+        ]
+        if tpot > 0:
+            found["tpot"].append(("that is tokens per second (1 / TPOT)", 1 / tpot))
+        if n == 2:
+            found["tpot"].append((
+                "two tokens leave one gap, and TPOT is that gap: None is only for one token",
+                None,
+            ))  # fmt: skip
+    return found
+
+
+def _named(c, got, expected):
+    """The one known mistake that gives the learner's value here, or None."""
+    r, times = c.args
+    t = [float(x) for x in times]
+    if not isinstance(got, dict):
+        return None
+    values = {k: got.get(k) for k in expected}
+    if r > 1e6 and all(
+        (as_number(values[k]) is None) == (expected[k] is None)
+        and (expected[k] is None or abs(as_number(values[k]) - expected[k]) <= 512)
+        for k in expected
+    ):
+        return (
+            "float32 (torch.tensor's default) keeps about 7 digits and rounds times near 1.7e9 s "
+            "to multiples of 128 s; subtract in float64 (Python floats, numpy)"
+        )
+    for key in ("ttft", "tpot", "e2e"):
+        value, right = values[key], expected[key]
+        number = None if value is None else as_number(value)
+        if value is None and right is None:
+            continue
+        if right is not None and number is not None and _close(number, right):
+            continue
+        found = {
+            sentence
+            for sentence, wrong in _mistakes(r, t)[key]
+            if (wrong is None and value is None)
+            or (wrong is not None and number is not None and _close(number, wrong)
+                and not _close(wrong, right))
+        }  # fmt: skip
+        return found.pop() if len(found) == 1 else None
+    return None
+
+
+def _names_token_times(raised, expected):
+    return isinstance(raised, ValueError) and "token_times" in str(raised)
+
+
+def _show_input(c):
+    r, times = c.args
+    items = ", ".join(repr(float(x)) for x in times)
+    if isinstance(times, tuple):
+        shown = f"({items}{',' if len(times) == 1 else ''}) (a tuple)"
+    elif isinstance(times, list):
+        shown = f"[{items}]"
+    else:
+        shown = f"np.array([{items}])"
+    return f"request_time={float(r)!r} and token_times={shown}"
+
+
+def _generate(draw):
+    request = draw.choice([0.0, 10.0, _EPOCH]) + draw.decimal(0, 5, places=3)
+    n = 0 if draw.boolean(0.03) else draw.integer(1, 7)
+    times = [request + draw.decimal(0, 0.5, places=4)] if n else []
+    for _ in range(n - 1):
+        times.append(times[-1] + draw.decimal(0, 0.2, places=4))
+    if n and draw.boolean(0.1):  # a token before the request, by up to 10 ms
+        times[0] = request - draw.decimal(0.0001, 0.01, places=4)
+    if n > 1 and draw.boolean(0.1):  # two neighbours swapped
+        i = draw.integer(0, n - 2)
+        times[i], times[i + 1] = times[i + 1], times[i]
+    import numpy as np
+
+    kind = draw.choice([list, tuple, np.array])
+    return case(request, kind(times))
+
+
+DIFF = Differential(
+    reference("06_ttft_tpot", "latency_metrics"),
+    examples=[case(REQUEST, list(TIMES))],
+    boundaries=[
+        case(2.0, [2.5]).because("one token: TPOT is None"),
+        case(2.0, [2.5, 2.75]).because("two tokens have a TPOT, the one gap"),
+        case(1.0, []).because("an empty token_times raises ValueError naming token_times"),
+        case(1.0, [1.2, 1.1, 1.3]).because("a timestamp smaller than the one before it raises"),
+        case(1.0, [1.1, 1.2, 1.3, 1.25]).because("the order is checked up to the last pair"),
+        case(5.0, [4.997, 5.5]).because("a token before the request raises, even by 3 ms"),
+        case(1.0, [1.2, 1.2, 1.5]).because("equal timestamps are valid"),
+        case(1.0, [1.0, 1.5]).because("a token at request_time itself is valid"),
+        case(2.0, [2.0104, 2.0107, 2.0113]).because("durations shorter than a millisecond"),
+        case(_EPOCH, [_EPOCH + 0.35, _EPOCH + 0.39, _EPOCH + 0.45]).because(
+            "times as large as time.time() gives"
+        ),
+        case(REQUEST, tuple(TIMES)).because("token_times may be a tuple"),
+        case(REQUEST, __import__("numpy").array(TIMES)).because("or a numpy array"),
+    ],
+    generate=_generate,
+    n_generated=150,
+    seed=6,
+    rtol=1e-9,
+    atol=_TOLERANCE,  # 10 microseconds: float32 near t = 10 s errs by ~1e-6
+    diagnose=_named,
+    show_input=_show_input,
+    same_error=_names_token_times,
+)
+_examples, _boundaries, _generated = DIFF.checks()
+
 CHECKS = [
+    _examples,
     ("TTFT", check_ttft),
     ("TPOT", check_tpot),
     ("end-to-end latency", check_e2e),
@@ -363,6 +532,8 @@ CHECKS = [
     ("any sequence", check_any_sequence),
     ("plain numbers", check_numbers),
     ("epoch timestamps", check_epoch_timestamps),
+    _boundaries,
+    _generated,
 ]
 
 
