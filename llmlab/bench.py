@@ -14,12 +14,14 @@ step runs. Random weights: speed does not depend on what the weights are.
 import argparse
 import os
 import sys
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from llmlab import cpu_linear
 from llmlab.measure import (
+    MachineProbe,
     decode_step_bytes,
     default_device,
     read_bandwidth,
@@ -66,6 +68,91 @@ def uncached_step(model, context: int):
         return model(idx, last_only=True)
 
     return step
+
+
+@dataclass(frozen=True)
+class Floors:
+    """Timed steps against their roofline floors (cost.predict_seconds) on a page's final probe.
+
+    probe: the probe every floor, and every probe-derived figure on the page, comes from.
+    seconds: each step's time (re-timed after the re-probe where it was below its floor).
+    ratios: measured / floor per step. verdicts: a floor_check ("above" or "at") per step that
+    stays above its floor. underread: for a step still below its floor after the re-probe and the
+    re-time, the sentence saying which probe read less than the step achieved (no floor_check is
+    recorded for it: a floor it beat is not a floor). reprobed: whether a re-probe was needed.
+    """
+
+    probe: MachineProbe
+    seconds: dict
+    ratios: dict
+    verdicts: dict
+    underread: dict
+    reprobed: bool
+
+
+def _underread(name, step_cost, seconds, probe) -> str:
+    """Which probe read less than this step achieved: the roof its floor sits on."""
+    if step_cost.total_bytes / probe.bandwidth >= step_cost.total_flops / probe.flops:
+        got = step_cost.total_bytes / seconds / 1e9
+        return (
+            f"{name} streamed {got:.1f} GB/s, more than the {probe.bandwidth / 1e9:.1f} GB/s "
+            "that the bandwidth probe (x.sum()) read even when probed again: the probe "
+            "under-read this machine's memory bandwidth (a busy moment while it ran), or some "
+            "of the step's bytes came from a cache"
+        )
+    got = step_cost.total_flops / seconds / 1e9
+    return (
+        f"{name} computed {got:.0f} GFLOP/s, more than the {probe.flops / 1e9:.0f} GFLOP/s "
+        "that the matmul probe read even when probed again: the probe under-read this "
+        "machine's peak (a busy moment while it ran)"
+    )
+
+
+def hold_floors(
+    steps: dict, probe: MachineProbe, *, tie: float = 0.05, reprobe_s: float = 1.0, label=str
+):
+    """Check timed steps against their floors so that a floor stays a floor.
+
+    steps: {name: (StepCost, seconds measured, function running the step)}. A step faster than
+    floor / (1 + tie) triggers one re-probe of the machine (probe_machine keeps the best probe)
+    and a re-time of that step (time_it, its fastest call); every floor is then recomputed from
+    the final probe. Returns a Floors. Only steps that stay above or at their floors get a
+    verdict (llmlab.verdict.floor_check); one still below names the probe that under-read.
+    label(name): the step's name as the subject of that sentence (default str).
+    """
+    from llmlab import cost
+    from llmlab import verdict as say
+    from llmlab.measure import probe_machine
+
+    if not isinstance(steps, dict) or not steps:
+        raise TypeError("steps must be a non-empty dict {name: (StepCost, seconds, function)}")
+    if not isinstance(probe, MachineProbe):
+        raise TypeError(f"probe must be a MachineProbe, got {type(probe).__name__}")
+    for name, entry in steps.items():
+        if not (isinstance(entry, tuple) and len(entry) == 3 and callable(entry[2])):
+            raise TypeError(f"steps[{name!r}] must be (StepCost, seconds, function)")
+        if not (isinstance(entry[1], (int, float)) and entry[1] > 0):
+            raise ValueError(f"steps[{name!r}]: seconds must be positive, got {entry[1]!r}")
+    if isinstance(tie, bool) or not isinstance(tie, (int, float)) or not 0 <= tie < 1:
+        raise ValueError(f"tie must be a relative band in [0, 1), e.g. 0.05, got {tie!r}")
+
+    def floor(name, p):
+        return cost.predict_seconds(steps[name][0], p.bandwidth, p.flops)
+
+    seconds = {name: float(entry[1]) for name, entry in steps.items()}
+    below = [n for n in steps if seconds[n] < floor(n, probe) / (1 + tie)]
+    if below:  # probe again (the best probe is kept), then time those steps again
+        probe = probe_machine(seconds_budget=reprobe_s)
+        for name in below:
+            seconds[name] = time_it(steps[name][2], warmup=1).min_s
+    ratios = {n: seconds[n] / floor(n, probe) for n in steps}
+    verdicts, underread = {}, {}
+    for name in steps:
+        if ratios[name] < 1 / (1 + tie):
+            underread[name] = _underread(label(name), steps[name][0], seconds[name], probe)
+        else:
+            verdicts[name] = say.floor_check(seconds[name], floor(name, probe), tie=tie)
+    return Floors(probe, seconds, ratios, verdicts, underread, bool(below))
 
 
 def matvec_bandwidth(
