@@ -367,6 +367,13 @@ class _Response:
     async def read(self) -> bytes:
         return b"".join([data async for _, data in self.chunks()])
 
+    async def drain(self, timeout: float = 1.0):
+        """Read what is left of the body (after [DONE], its end), for a second at most."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                async for _ in self.chunks():
+                    pass
+
 
 class _HttpxResponse:
     def __init__(self, response: httpx.Response, sent: float):
@@ -378,6 +385,9 @@ class _HttpxResponse:
 
     async def read(self) -> bytes:
         return await self.response.aread()
+
+    async def drain(self):
+        pass  # httpx closes the stream
 
 
 class _HttpxClient:
@@ -459,6 +469,7 @@ async def send(client, item: WorkItem, record: Record, t0: float, extra: dict,
                         events.append((now - t0, text))
                     record.finish_reason = choice.get("finish_reason") or record.finish_reason
                 if done:
+                    await response.drain()  # the body's end: then the connection is reused
                     break
         if not done and record.finish_reason is None:
             record.error = "stream ended before a finish_reason or [DONE]"
@@ -985,7 +996,9 @@ def instant_server():
     import multiprocessing
     import socket
 
-    sock = socket.socket()
+    # proto IPPROTO_TCP: asyncio then turns Nagle's algorithm off on each connection, as uvicorn
+    # does on the sockets it makes (with proto 0, each small event could wait up to 40 ms)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
     sock.listen(128)
     process = multiprocessing.get_context("fork").Process(target=_serve_instant, args=(sock,))
