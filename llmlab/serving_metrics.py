@@ -68,6 +68,22 @@ def nearest_rank_percentile(values, q: float) -> float:
     return xs[max(1, math.ceil(q / 100 * len(xs))) - 1]
 
 
+def slowest_ranks(n: int, q: float) -> tuple[int, int]:
+    """Between which values, counted from the slowest (1 = the slowest), `percentile` puts the
+    q-th percentile of n values: (k, k - 1) when it interpolates between the k-th and the
+    (k - 1)-th slowest, (k, k) when it lands on the k-th exactly. P95 of 48 values: (4, 3), so
+    it lies between the 4th- and 3rd-slowest and is never among the slowest 3."""
+    _int_at_least("n", n, 1)
+    q = _number("q", q)
+    if not 0 <= q <= 100:
+        raise ValueError(f"q must be a percentage in [0, 100], got {q}")
+    rank = q / 100 * (n - 1)  # 0-based position in ascending order, as percentile() uses
+    low = math.floor(rank)
+    if rank == low:
+        return n - low, n - low
+    return n - low, n - low - 1
+
+
 # ---- one request ----------------------------------------------------------------------------------
 def _times(result):
     """(arrival, prefill_start, token_times) of an engine Result or a dict with those keys."""
@@ -169,6 +185,27 @@ def summarize(results) -> Summary:
         tokens_per_s=tokens / duration if duration > 0 else math.nan,
         requests_per_s=len(done) / duration if duration > 0 else math.nan,
     )
+
+
+def sustained_rate(results, trim: float = 0.25) -> float:
+    """Requests per second completed in the middle of a run: between the completion at the
+    `trim` share of all completions and the one at 1 - trim. It leaves out the ramp-up (the
+    first prefills, before any request finishes) and the drain (a batch emptying at the end).
+    On a run whose queue never empties in that window (every request arrived at the start, or
+    faster than the server serves them), it is the server's capacity: the rate it sustains, not
+    a burst's average, which counts the ramp-up and the drain too."""
+    if not 0 <= _number("trim", trim) < 0.5:
+        raise ValueError(f"trim must be in [0, 0.5), got {trim}")
+    if isinstance(results, (str, bytes, dict)) or not hasattr(results, "__iter__"):
+        raise TypeError(f"results must be a list of Result, got {type(results).__name__}")
+    ends = sorted(_times(r)[2][-1] for r in results if _times(r)[2] and not _error(r))
+    first, last = round(trim * len(ends)), round((1 - trim) * len(ends)) - 1
+    if last - first < 2 or not ends[last] > ends[first]:
+        raise ValueError(
+            f"results must hold enough completions spread over time for a rate: {len(ends)} "
+            f"completed, {max(last - first, 0)} between the trimmed ends"
+        )
+    return (last - first) / (ends[last] - ends[first])
 
 
 def _error(result):
@@ -318,17 +355,25 @@ class StepClock:
 
 
 def fit_step_clock(
-    model, prompt_lengths=(16, 64, 128), batch_sizes=(1, 4, 8), repeat: int = 7
-) -> StepClock:
+    model, prompt_lengths=(16, 64, 128), batch_sizes=(1, 4, 8), repeat: int = 15,
+    budget_s: float = 0.25,
+) -> StepClock:  # fmt: skip
     """Measure engine steps on `model` and fit a StepClock by least squares.
 
     Prefill: one request of each prompt length (a step of that many positions). Decode: a batch
-    of each size decoding together (steps with no prompt work). Each point is the median of
-    `repeat` steps, the fastest: on a shared machine noise only ever makes a step slower (as in
-    measure.probe_machine). The fit weights every point by 1 / its time, so the small steps count
-    as much as the large ones.
+    of each size decoding together (steps with no prompt work). Each point goes through the
+    course's timing protocol (llmlab.measure.time_it: a warm-up call, then calls repeated until
+    the three fastest agree within 2%, at most `repeat` calls or about `budget_s` seconds), and
+    its figure is the fastest step the engine measured in those calls: on a shared machine noise
+    only ever makes a step slower (as in measure.probe_machine). The fit weights every point by
+    1 / its time, so the small steps count as much as the large ones.
     """
-    _int_at_least("repeat", repeat, 1)
+    from llmlab.measure import time_it
+
+    _int_at_least("repeat", repeat, 3)
+    budget_s = _number("budget_s", budget_s)
+    if budget_s <= 0:
+        raise ValueError(f"budget_s must be > 0 seconds, got {budget_s}")
     context = model.config.block_size
     if not prompt_lengths or max(prompt_lengths) + 1 > context or min(prompt_lengths) < 1:
         raise ValueError(f"prompt_lengths must be non-empty, each in [1, {context - 1}]")
@@ -337,16 +382,26 @@ def fit_step_clock(
     vocab = model.config.vocab_size
     engine = Engine(model, max_batch_size=max(batch_sizes))
     engine.run([Request([1] * 8, 4)])  # warm-up: the first steps allocate
+
+    def fastest_step(requests, decode_only):
+        steps = []
+
+        def call():
+            run = engine.run(requests)
+            steps.extend(s.duration for s in run.steps if not decode_only or not s.prefill_tokens)
+
+        call()  # the warm-up's steps are not kept
+        steps.clear()
+        time_it(call, warmup=0, max_repeat=repeat, budget_s=budget_s)
+        return min(steps)
+
     points = []
     for n in prompt_lengths:
-        times = [engine.run([Request([i % vocab for i in range(n)], 1)]).steps[0].duration
-                 for _ in range(repeat)]  # fmt: skip
-        points.append((0, n, min(times)))
-    for b in batch_sizes:
-        new = repeat + 1  # the first step is the prefill, the rest decode
-        run = engine.run([Request([(i + j) % vocab for j in range(4)], new) for i in range(b)])
-        decode = [s.duration for s in run.steps if s.prefill_tokens == 0]
-        points.append((b, 0, min(decode)))
+        prompt = [i % vocab for i in range(n)]
+        points.append((0, n, fastest_step([Request(prompt, 1)], False)))
+    for b in batch_sizes:  # a prefill step, then 4 decode steps of the whole batch
+        requests = [Request([(i + j) % vocab for j in range(4)], 5) for i in range(b)]
+        points.append((b, 0, fastest_step(requests, True)))
     x = np.array([[1.0, d, p] for d, p, _ in points])
     y = np.array([t for _, _, t in points])
     w = 1 / y
