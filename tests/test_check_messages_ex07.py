@@ -29,8 +29,12 @@ def _validated(formula, sizes=BYTES):
     """A kv_cache_size that validates its input like the solution, then applies `formula`."""
 
     def kv_cache_size(model, seq_len, batch_size=1, dtype="fp16"):
-        if dtype not in BYTES or seq_len < 0 or batch_size < 1:
-            raise ValueError("bad input: dtype, seq_len or batch_size")
+        if dtype not in BYTES:  # in the order the task states: dtype, seq_len, batch_size
+            raise ValueError(f"dtype {dtype!r} is not one of {sorted(BYTES)}")
+        if seq_len < 0:
+            raise ValueError(f"seq_len must be >= 0, got {seq_len}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         return formula(model, seq_len, batch_size, dtype, sizes)
 
     return kv_cache_size
@@ -227,3 +231,48 @@ def test_stub_reports_todo_everywhere():
         raise NotImplementedError
 
     assert {r.status for r in check_kv_cache_size(kv_cache_size).results} == {TODO}
+
+
+# ---- mistakes of fresh learners (issue #24) that the first checks let through ----------------
+
+
+def substring_dtype(model, seq_len, batch_size=1, dtype="fp16"):
+    """Validates dtype by substring: "fp" and "16" pass as dtypes."""
+    if dtype not in "fp32 fp16 bf16 fp8 int8":
+        raise ValueError(f"unknown dtype {dtype!r}")
+    if seq_len < 0 or batch_size < 1:
+        raise ValueError(f"seq_len must be >= 0 and batch_size >= 1, got {seq_len}, {batch_size}")
+    per_number = next(n for name, n in BYTES.items() if dtype in name)
+    return 2 * model.n_layer * model.n_kv_head * model.head_dim * seq_len * batch_size * per_number
+
+
+def batch_size_checked_first(model, seq_len, batch_size=1, dtype="fp16"):
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if seq_len < 0:
+        raise ValueError(f"seq_len must be >= 0, got {seq_len}")
+    if dtype not in BYTES:
+        raise ValueError(f"dtype must be one of {sorted(BYTES)}, got {dtype!r}")
+    return _formula(model, seq_len, batch_size, dtype, BYTES)
+
+
+twice_too_large = _validated(lambda m, t, b, d, s: 2 * _formula(m, t, b, d, s))
+
+FRESH = [  # (learner's kv_cache_size, check that must FAIL, words its message must contain)
+    (substring_dtype, "boundary cases", "(dtype must be one of the five names exactly)"),
+    (substring_dtype, "boundary cases", "it should raise ValueError"),
+    (batch_size_checked_first, "boundary cases", "checked first, then seq_len, then batch_size"),
+    (twice_too_large, "worked examples", "and dtype='fp16' your kv_cache_size() returned"),
+    (twice_too_large, "boundary cases", "the factor 2 (keys and values) is counted twice"),
+    (twice_too_large, "defaults", "the values are not right yet"),
+]
+
+
+@pytest.mark.parametrize("fn, check, words", FRESH, ids=[f"{f.__name__}-{c}" for f, c, _ in FRESH])
+def test_fresh_mistake_fails_with_its_counterexample(fn, check, words):
+    assert_fails_with(statuses(fn), check, words)
+
+
+def test_twice_too_large_is_not_told_its_default_dtype_is_wrong():
+    result = statuses(twice_too_large)
+    assert all("fp32" not in message for _, message in result.values()), result

@@ -7,11 +7,16 @@ shapes chosen so that every mistake gives a different number (tests/test_check_m
 asserts that), and name the one that matches; a wrong byte count for one dtype is named too.
 Every dtype the task lists is used, and every edge case it names (seq_len 0, a negative
 seq_len, batch_size 0 or negative, an unknown dtype).
+Then llmlab.checks.differential compares the learner's function with the reference in
+exercises/solutions/ on the task's worked examples, a boundary table (one row per rule the task
+states, the order of validation and exact dtype names included) and generated shapes, shrunk to
+the smallest disagreement; the mistake that gives the learner's answer there is named after it.
 """
 
 import numbers
 
 from llmlab.checks import CheckFailed, crashed, one_line, run_checks
+from llmlab.checks.differential import Differential, case, reference
 from llmlab.model import GPTConfig
 from llmlab.shapes import DTYPE_BYTES, ModelShape, get_shape
 
@@ -235,6 +240,11 @@ def check_every_factor(kv_cache_size):
 
 def check_defaults(kv_cache_size):
     expected = _right(_ODD, 23, 1, "fp16")
+    if _call(kv_cache_size, _ODD, 23, 1, "fp16") != expected:  # wrong values, not defaults
+        raise CheckFailed(
+            "the values are not right yet (see the 'every factor' check); this check then "
+            "calls kv_cache_size without batch_size and dtype"
+        )
     out = _call(kv_cache_size, _ODD, 23)
     if out != expected:
         if out == _right(_ODD, 23, 1, "fp32"):
@@ -330,7 +340,145 @@ def check_empty_cache(kv_cache_size):
     return "seq_len 0: an empty cache, 0 bytes"
 
 
+# ---- the learner's function against the reference (llmlab.checks.differential) -------------
+
+_ARGUMENTS = ("dtype", "seq_len", "batch_size")  # the order the task states they are checked in
+
+
+def _names_first_bad(raised, expected):
+    """A ValueError whose message names the argument the reference refuses (the first bad one
+    in the stated order)."""
+    wanted = next((a for a in _ARGUMENTS if str(expected).startswith(a)), None)
+    return isinstance(raised, ValueError) and wanted is not None and wanted in str(raised)
+
+
+def _arguments(c):
+    """(model, seq_len, batch_size, dtype) of a case, defaults filled in."""
+    names = ("model", "seq_len", "batch_size", "dtype")
+    given = dict(zip(names, c.args)) | c.kwargs
+    return given["model"], given["seq_len"], given.get("batch_size", 1), given.get("dtype", "fp16")
+
+
+def _named(c, got, expected):
+    """The one known mistake that gives the learner's answer here, or None."""
+    s, t, b, d = _arguments(c)
+    if not isinstance(got, (int, float)) or isinstance(got, bool) or t <= 0:
+        return None
+    found = {
+        description
+        for description, wrong in MISTAKES
+        if _matches(got, wrong(s, t, b, d)) and not _matches(wrong(s, t, b, d), expected)
+    }
+    if not found and got and got % (expected // DTYPE_BYTES[d]) == 0:
+        n = got // (expected // DTYPE_BYTES[d])
+        found.add(
+            f"it counts {d} as {n} byte{'s' if n != 1 else ''} per number; {d} is "
+            f"{DTYPE_BYTES[d]} (fp32 4, fp16 and bf16 2, fp8 and int8 1)"
+        )
+    if len(found) > 1:  # several mistakes give this answer here: the fixed CASES tell them apart
+        try:
+            on_cases = _diagnose(DIFF.function)
+        except Exception:  # noqa: BLE001 - it crashed there: name none
+            on_cases = None
+        found &= {on_cases}
+    return found.pop() if len(found) == 1 else None
+
+
+class _Differential(Differential):
+    """Keeps the learner's function at hand for _named (which retries it on CASES)."""
+
+    function = None
+
+    def disagreement(self, function, c):
+        self.function = function
+        return super().disagreement(function, c)
+
+
+def _show_model(m):
+    name = getattr(m, "name", type(m).__name__)
+    return (
+        f"{name} (n_layer={m.n_layer}, n_head={m.n_head}, n_kv_head={m.n_kv_head}, "
+        f"head_dim={m.head_dim}, n_embd={m.n_embd})"
+    )
+
+
+def _show_input(c):
+    names = ("model", "seq_len", "batch_size", "dtype")
+    parts = [
+        f"{name}={_show_model(v) if name == 'model' else repr(v)}"
+        for name, v in (list(zip(names, c.args)) + list(c.kwargs.items()))
+    ]
+    return ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0]
+
+
+def _shape(draw):
+    n_kv_head = draw.integer(1, 8)
+    n_head = n_kv_head * draw.choice([1, 2, 4, 8])
+    head_dim = draw.choice([8, 64, 128, 80, 96, 256])
+    n_embd = n_head * head_dim if draw.boolean(0.7) else n_head * head_dim // 2 + 64
+    return ModelShape(
+        "a shape", draw.integer(1, 96), n_embd, n_head, n_kv_head, head_dim, 4096, 32_000,
+        10**9, "generated",
+    )  # fmt: skip
+
+
+def _generate(draw):
+    model = _shape(draw)
+    seq_len = draw.integer(-3, -1) if draw.boolean(0.05) else draw.integer(0, 40_000)
+    kwargs = {}
+    if draw.boolean(0.8):
+        kwargs["batch_size"] = draw.integer(-2, 0) if draw.boolean(0.05) else draw.integer(1, 64)
+    if draw.boolean(0.8):
+        bad = ["fp4", "fp", "fp16x", "float16", "int4"]
+        kwargs["dtype"] = draw.choice(bad) if draw.boolean(0.08) else draw.choice(DTYPE_BYTES)
+    return case(model, seq_len, **kwargs)
+
+
+_LLAMA2_7B = get_shape("Llama-2-7B")
+DIFF = _Differential(
+    reference("07_kv_cache_size", "kv_cache_size"),
+    examples=[case(_LLAMA2_7B, 1, 1, "fp16"), case(_LLAMA2_7B, 2048, 1, "fp16")],
+    boundaries=[
+        case(get_shape("Llama-2-70B"), 4096, 2, "fp16").because(
+            "grouped-query attention: only the n_kv_head heads are cached"
+        ),
+        case(_ODD, 7, 5, "fp16").because("head_dim x n_head != n_embd: use head_dim"),
+        case(_MQA, 11, 3, "fp16").because("one KV head (multi-query attention)"),
+        *(
+            case(_ODD, 3, 2, d).because(f"{d} is {n} byte{'s' * (n > 1)} per number")
+            for d, n in DTYPE_BYTES.items()
+        ),  # fmt: skip
+        case(_ODD, 23).because('the defaults are batch_size=1 and dtype="fp16"'),
+        case(model=_MQA, seq_len=5, batch_size=2, dtype="bf16").because("called by keyword"),
+        case(
+            GPTConfig(vocab_size=10, block_size=32, n_layer=2, n_head=4, n_embd=32, n_kv_head=2),
+            9,
+            2,
+            "bf16",
+        ).because("a GPTConfig"),  # fmt: skip
+        case(_ODD, 0, 3, "fp16").because("seq_len 0 is an empty cache: 0 bytes"),
+        case(_ODD, -1, 1, "fp16").because("a negative seq_len raises ValueError naming seq_len"),
+        case(_ODD, 10, 0, "fp16").because("batch_size 0 raises ValueError naming batch_size"),
+        case(_ODD, 10, -2, "fp16").because("so does a negative batch_size"),
+        case(_ODD, 10, 1, "fp4").because("an unknown dtype raises ValueError naming dtype"),
+        case(_ODD, 10, 1, "fp").because("dtype must be one of the five names exactly"),
+        case(_ODD, 10, 1, "fp16x").because("dtype must be one of the five names exactly"),
+        case(_ODD, -1, 0, "fp4").because("dtype is checked first, then seq_len, then batch_size"),
+        case(_ODD, -1, 0, "fp16").because("dtype is checked first, then seq_len, then batch_size"),
+    ],
+    generate=_generate,
+    n_generated=150,
+    seed=7,
+    rtol=1e-12,
+    atol=0.0,  # a byte count is exact
+    diagnose=_named,
+    show_input=_show_input,
+    same_error=_names_first_bad,
+)
+_examples, _boundaries, _generated = DIFF.checks()
+
 CHECKS = [
+    _examples,
     ("Llama-2-7B", check_llama2_7b),
     ("GQA (Llama-2-70B)", check_gqa),
     ("every factor", check_every_factor),
@@ -339,6 +487,8 @@ CHECKS = [
     ("GPTConfig", check_gptconfig),
     ("bad input", check_bad_input),
     ("empty cache", check_empty_cache),
+    _boundaries,
+    _generated,
 ]
 
 
