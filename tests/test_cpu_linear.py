@@ -210,3 +210,94 @@ def test_tensors_off_the_cpu_keep_torchs_kernel():
     with torch.no_grad():
         assert not cpu_linear.use_onednn(x, w)
         assert cpu_linear.use_onednn(torch.empty(1, BIG[0]), torch.empty(*BIG))
+
+
+# --- packing in place: one copy of the weights ------------------------------------------------
+
+
+def small_model(seed=0):
+    torch.manual_seed(seed)
+    return TinyGPT(GPTConfig(vocab_size=2048, block_size=64, n_layer=2, n_head=4, n_embd=512))
+
+
+def plain_bytes(model) -> int:
+    """Bytes the model's parameters hold in their own storage (a packed weight holds 4)."""
+    return sum(p.untyped_storage().nbytes() for p in model.parameters())
+
+
+def test_pack_keeps_one_copy_and_computes_the_same_model():
+    model = small_model()
+    idx = torch.randint(2048, (2, 16))
+    with torch.inference_mode(), cpu_linear.use_path("torch"):
+        want = model(idx)[0]
+    before = plain_bytes(model)
+    packed_bytes = cpu_linear.pack(model)
+    try:
+        big = [
+            m.weight for m in model.modules() if cpu_linear.is_packed(getattr(m, "weight", None))
+        ]
+        assert packed_bytes == sum(w.nbytes for w in big) > 0
+        assert plain_bytes(model) == before - packed_bytes + 4 * len(big)  # plain copies gone
+        assert all(w.shape == w.data.shape for w in big)  # shapes kept: byte counts still hold
+        with torch.inference_mode(), cpu_linear.use_path("torch"):  # packed wins over the path
+            got = model(idx)[0]
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    finally:
+        cpu_linear.unpack(model)
+
+
+def test_unpack_restores_the_weights_exactly():
+    model = small_model()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    with cpu_linear.packed(model):
+        assert any(cpu_linear.is_packed(p) for p in model.parameters())
+    assert not any(cpu_linear.is_packed(p) for p in model.parameters())
+    for n, p in model.named_parameters():
+        assert torch.equal(p.detach(), before[n]), n
+        assert p.is_contiguous(), n
+
+
+def test_a_packed_weight_read_directly_gives_nan_not_plausible_numbers():
+    layer = linear_layer()
+    with cpu_linear.packed(layer):
+        assert torch.isnan(torch.randn(1, BIG[0]) @ layer.weight.detach()).all()
+
+
+def test_a_packed_model_refuses_to_train_and_names_the_remedy():
+    layer = linear_layer()
+    with cpu_linear.packed(layer):
+        with pytest.raises(RuntimeError, match=r"unpack\(model\)"):
+            layer(torch.randn(1, BIG[0]))  # gradients on
+        with torch.no_grad():
+            layer(torch.randn(1, BIG[0]))  # inference is fine
+
+
+def test_packed_restores_the_weights_even_after_an_error():
+    layer = linear_layer()
+    want = layer.weight.detach().clone()
+    with pytest.raises(KeyError), cpu_linear.packed(layer):
+        raise KeyError("inside")
+    assert torch.equal(layer.weight.detach(), want)
+
+
+def test_pack_leaves_small_weights_and_rejects_what_is_not_a_module():
+    small = linear_layer((64, 64))
+    assert cpu_linear.pack(small) == 0 and not cpu_linear.is_packed(small.weight)
+    with pytest.raises(TypeError, match="module must be a torch.nn.Module"):
+        cpu_linear.pack(torch.randn(4, 4))
+
+
+def test_pack_is_refused_where_onednn_does_not_work(monkeypatch):
+    monkeypatch.setattr(cpu_linear, "ONEDNN_AVAILABLE", False)
+    with pytest.raises(ValueError, match="no working oneDNN"):
+        cpu_linear.pack(linear_layer())
+
+
+def test_a_packed_weight_is_forgotten_with_its_layer():
+    layer = linear_layer()
+    cpu_linear.pack(layer)
+    key = id(layer.weight)
+    assert key in cpu_linear._in_place
+    del layer
+    gc.collect()
+    assert key not in cpu_linear._in_place
