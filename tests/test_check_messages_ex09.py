@@ -13,7 +13,7 @@ import pytest
 import torch
 from notebook_tools import assert_fails_with, load_solution
 
-from llmlab.checks import PASS, TODO, run_checks
+from llmlab.checks import PASS, TODO, CheckFailed, run_checks
 from llmlab.checks.ex09_latency_percentiles import CHECKS
 
 solution = load_solution("09_latency_percentiles").latency_percentiles
@@ -297,13 +297,16 @@ def test_missing_keys_are_named():
     assert_fails_with(statuses(other_names), "format", "lacks the keys ['ttft_p50']")
 
 
-def test_sorting_the_input_in_place_is_harmless():
+def test_sorting_the_input_in_place_is_named():
+    """The task says: leave timelines as they are (the caller may use them again)."""
+
     def sorts_in_place(timelines):
         timelines.sort(key=lambda t: t["arrival"])
         return solution(timelines)
 
     result = statuses(sorts_in_place)
-    assert all(s == PASS for s, _ in result.values()), result
+    assert_fails_with(result, "boundary cases", "changed its argument timelines (timelines was")
+    assert "reordered); the caller's data must stay as it was" in result["boundary cases"][1]
 
 
 def test_stub_reports_todo():
@@ -311,3 +314,45 @@ def test_stub_reports_todo():
         raise NotImplementedError
 
     assert all(s == TODO for s, _ in statuses(stub).values())
+
+
+def rounded_to_ms(timelines):
+    return {k: None if v is None else round(v, 3) for k, v in solution(timelines).items()}
+
+
+def two_tokens_without_tpot(timelines):
+    return solution([t if len(t["token_times"]) != 2 else {**t, "token_times": t["token_times"][:1]}
+                     for t in timelines])  # fmt: skip
+
+
+def error_only_filter(timelines):  # keeps a request with no error and no tokens
+    ok = [t for t in timelines if not t["error"]]
+    ttfts = [t["token_times"][0] - t["arrival"] for t in ok]
+    return make(right_ttft, right_tpot)([t for t in ok if t["token_times"]]) | {
+        "ttft_p50": float(np.percentile(ttfts, 50)) if ttfts else None
+    }
+
+
+# Mistakes no named check catches (issue #24): the differential checks show the smallest input.
+UNLISTED = [
+    ("rounded to milliseconds", rounded_to_ms, "; the answer is 0.0875; P50 TPOT is off by"),
+    ("two tokens have no TPOT", two_tokens_without_tpot, "a two-token request has a TPOT"),
+    ("no error, no tokens", error_only_filter, "raised IndexError"),
+]
+
+
+@pytest.mark.parametrize("name, fn, words", UNLISTED, ids=[u[0] for u in UNLISTED])
+def test_unlisted_mistake_fails_with_its_counterexample(name, fn, words):
+    result = statuses(fn)
+    assert_fails_with(result, "boundary cases", words)
+    assert result["boundary cases"][1].startswith("for timelines=[(arrival ")
+
+
+def test_generated_inputs_shrink_to_a_small_counterexample():
+    from llmlab.checks.ex09_latency_percentiles import REFERENCE_DIFF
+
+    with pytest.raises(CheckFailed) as failure:
+        REFERENCE_DIFF.check_generated(rounded_to_ms)
+    text = str(failure.value)
+    assert text.startswith("for timelines=[(arrival ") and text.count("(arrival") <= 2, text
+    assert "your latency_percentiles() returned " in text and "; the answer is " in text

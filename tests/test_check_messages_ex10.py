@@ -283,3 +283,50 @@ def test_stub_reports_todo():
         raise NotImplementedError
 
     assert all(s == TODO for s, _ in statuses(stub, stub).values())
+
+
+def batch_with_range(stop_offset=0, attn_positions=1, max_default=4096):
+    """compute_bound_batch as the reference writes it, with its range or a count changed."""
+
+    def compute_bound_batch(config, context, bandwidth, peak_flops, bytes_per_element=2,
+                            max_batch=max_default):  # fmt: skip
+        L, H, Hkv, D = config.n_layer, config.n_head, config.n_kv_head, config.head_dim
+        P = n_weights(config)["other"]
+        for b in range(1, max_batch + 1 + stop_offset):
+            kv = 2 * L * b * Hkv * D * (context + 2) * bytes_per_element
+            flops = 2 * P * b + 4 * L * b * H * D * (context + attn_positions)
+            if flops / peak_flops >= (P * bytes_per_element + kv) / bandwidth:
+                return b
+        return None
+
+    return compute_bound_batch
+
+
+def step_with_default_bpe(config, batch, context, bandwidth, peak_flops, bytes_per_element=4):
+    return solution.decode_step_seconds(config, batch, context, bandwidth, peak_flops,
+                                        bytes_per_element)  # fmt: skip
+
+
+# Mistakes the named checks let through before issue #24: the differential checks catch them.
+UNLISTED = [
+    ("range stops before max_batch", dict(batch=batch_with_range(stop_offset=-1)),
+     "batch: boundary cases",
+     "(a crossing exactly at max_batch is found) your compute_bound_batch() returned None; the "
+     "answer is 364"),
+    ("default max_batch 4095", dict(batch=batch_with_range(max_default=4095)),
+     "batch: boundary cases", "(max_batch is 4096 when left out: a crossing at 4096)"),
+    ("attention over context positions in the crossing", dict(batch=batch_with_range(attn_positions=0)),
+     "batch: generated inputs", "your compute_bound_batch() returned "),
+    ("default bytes_per_element 4", dict(step=step_with_default_bpe),
+     "step time: worked examples", "your decode_step_seconds() returned 8.364e-05; the answer is 4.182e-05"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name, fns, check, words", UNLISTED, ids=[u[0] for u in UNLISTED])
+def test_unlisted_mistake_fails_with_its_counterexample(name, fns, check, words):
+    result = statuses(fns.get("step", solution.decode_step_seconds),
+                      fns.get("batch", solution.compute_bound_batch))  # fmt: skip
+    assert_fails_with(result, check, words)
+    assert result[check][1].startswith("for config=GPTConfig(")
+    named = [k for k, (s, _) in result.items() if s != PASS and ":" not in k]
+    assert not named, f"a named check caught it after all: {named}; move it to the gallery"

@@ -167,36 +167,48 @@ class Draw:
 # ---- how values read in a message ----------------------------------------------------------
 
 
-def _number(x: float, digits: int = 4) -> str:
-    if isinstance(x, int) or (isinstance(x, float) and x.is_integer() and abs(x) < 1e15):
-        return str(int(x)) if isinstance(x, int) else f"{x:.1f}"
+def _number(x: float, digits: int = 4, exact: bool = False) -> str:
+    """An int as itself; a float to `digits` significant digits, or (exact) in the fewest digits
+    that give back the same float (1e+12, not 1000000000000.0)."""
+    if isinstance(x, int):
+        return str(x)
+    if exact:
+        for d in range(1, 18):
+            text = f"{x:.{d}g}"
+            if float(text) == x:
+                return text + (".0" if text.lstrip("-").isdigit() else "")
+        return repr(x)
+    if x.is_integer() and abs(x) < 1e6:
+        return f"{x:.1f}"
     return f"{x:.{digits}g}"
 
 
-def show(value, limit: int = 12) -> str:
-    """A value as a learner reads it: numbers to 4 significant digits, tensors by shape."""
+def show(value, limit: int = 12, exact: bool = False) -> str:
+    """A value as a learner reads it: numbers to 4 significant digits (exact: every digit that
+    matters, as inputs are shown), tensors by shape."""
     if value is None or isinstance(value, (bool, str)):
         return repr(value)
     if isinstance(value, torch.Tensor):
         kind = str(value.dtype).replace("torch.", "")
         if value.numel() <= 6:
-            values = ", ".join(_number(v) for v in value.detach().cpu().flatten().tolist())
+            flat = value.detach().cpu().flatten().tolist()
+            values = ", ".join(_number(v, exact=exact) for v in flat)
             return f"a {kind} tensor of shape {tuple(value.shape)} [{values}]"
         return f"a {kind} tensor of shape {tuple(value.shape)}"
     if isinstance(value, np.ndarray):
         if value.size <= 6:
-            return f"array({show(value.tolist())}, dtype={value.dtype})"
+            return f"array({show(value.tolist(), exact=exact)}, dtype={value.dtype})"
         return f"a {value.dtype} array of shape {value.shape}"
     if isinstance(value, torch.nn.Module):
         return f"a {type(value).__name__}"
     number = as_number(value) if not isinstance(value, (list, tuple, dict)) else None
     if number is not None:
-        return _number(value if isinstance(value, int) else number)
+        return _number(value if isinstance(value, int) else number, exact=exact)
     if isinstance(value, dict):
-        items = [f"{k!r}: {show(v, limit)}" for k, v in list(value.items())[:limit]]
+        items = [f"{k!r}: {show(v, limit, exact)}" for k, v in list(value.items())[:limit]]
         return "{" + ", ".join(items) + (", ..." if len(value) > limit else "") + "}"
     if isinstance(value, (list, tuple)):
-        items = [show(v, limit) for v in list(value)[:limit]]
+        items = [show(v, limit, exact) for v in list(value)[:limit]]
         more = f", ... ({len(value)} items)" if len(value) > limit else ""
         text = ", ".join(items) + more
         return (
@@ -327,6 +339,19 @@ def differs(got, expected, rtol=None, atol=None, where: str = "") -> Difference 
 # ---- inputs that must stay as they were ------------------------------------------------------
 
 
+def _permutation(before, after, depth) -> bool:
+    """Whether `after` holds the items of `before` in another order (a sort in place)."""
+    if len(before) > 200:
+        return False
+    left = list(after)
+    for b in before:
+        match = next((i for i, a in enumerate(left) if changed(b, a, "", depth + 1) is None), None)
+        if match is None:
+            return False
+        left.pop(match)
+    return True
+
+
 def changed(before, after, label: str = "the input", depth: int = 0) -> str | None:
     """How `after` (what the learner's function was given) differs from `before`, as a phrase
     about `label` ("lengths[0] changed from 2 to 1"), or None when it is unchanged."""
@@ -382,7 +407,7 @@ def changed(before, after, label: str = "the input", depth: int = 0) -> str | No
         for i, (b, a) in enumerate(zip(before, after)):
             found = changed(b, a, f"{label}[{i}]", depth + 1)
             if found:
-                return found
+                return f"{label} was reordered" if _permutation(before, after, depth) else found
         return None
     if hasattr(before, "__dict__") and not isinstance(before, type):
         if not hasattr(after, "__dict__"):
@@ -410,8 +435,12 @@ class Differential:
     reference: the right function (use `reference(stem, name)`: the file in exercises/solutions).
     examples, boundaries: lists of Case (boundary rows carry their rule: case(...).because(...)).
     generate: draw -> Case, the stated domain; n_generated cases from `seed` are tried.
-    compare: (got, expected, case) -> Difference | None; default `differs` with rtol/atol.
+    compare: (got, expected, case) -> Difference | None; default `differs` with rtol/atol. A
+        compare with a fourth parameter also gets the learner's function, to probe it further
+        (say, whether an answer that follows another accepted convention does so consistently).
     diagnose: (case, got, expected) -> a sentence naming the mistake, or None (second layer).
+    explain_crash: (function, case, error) -> why the learner's `function` crashed, or None
+        (it may retry `function` on simpler inputs).
     show_input: case -> "lengths=[1, 10] and batch_size=2" (default: name=value per argument).
     same_error: (raised, expected) -> bool, whether the learner raised the right exception
         (default: an instance of the reference's exception type).
@@ -431,6 +460,7 @@ class Differential:
         rtol: float | None = None,
         atol: float | None = None,
         diagnose=None,
+        explain_crash=None,
         show_input=None,
         same_error=None,
         name: str | None = None,
@@ -441,7 +471,9 @@ class Differential:
         self.examples, self.boundaries = list(examples), list(boundaries)
         self.generate, self.n_generated, self.seed = generate, n_generated, seed
         self.compare = compare or (lambda got, expected, c: differs(got, expected, rtol, atol))
+        self._compare_gets_function = len(inspect.signature(self.compare).parameters) >= 4
         self.diagnose, self.show_input, self.same_error = diagnose, show_input, same_error
+        self.explain_crash = explain_crash
         self.name = name or getattr(reference, "__name__", "function")
         self.max_shrink_calls, self.time_limit = max_shrink_calls, time_limit
 
@@ -450,7 +482,7 @@ class Differential:
     def inputs(self, c: Case) -> str:
         if self.show_input:
             return self.show_input(c)
-        parts = [f"{k}={show(v)}" for k, v in bind(self.reference, c).items()]
+        parts = [f"{k}={show(v, exact=True)}" for k, v in bind(self.reference, c).items()]
         return _and(parts) if parts else "no arguments"
 
     def _expected(self, c: Case):
@@ -485,7 +517,9 @@ class Differential:
                     f"{where} {you} raised {raised}; it should raise {type(expected).__name__} "
                     f"({one_line(expected, 100)})"
                 )
-            return f"{where} {you} raised {raised}; the answer is {show(expected)}"
+            message = f"{where} {you} raised {raised}; the answer is {show(expected)}"
+            hint = self.explain_crash(function, c, error) if self.explain_crash else None
+            return f"{message}; {hint}" if hint else message
         for name, before in bind(self.reference, Case(*pristine)).items():
             after = bind(self.reference, Case(args, kwargs)).get(name)
             what = changed(before, after, name)
@@ -500,7 +534,10 @@ class Differential:
                 f"{type(expected).__name__} ({one_line(expected, 100)})"
             )
         try:
-            difference = self.compare(got, expected, c)
+            if self._compare_gets_function:
+                difference = self.compare(got, expected, c, function)
+            else:
+                difference = self.compare(got, expected, c)
         except Exception as error:  # the comparison itself must never blame the learner
             difference = Difference("", got, expected, f"cannot be compared ({one_line(error)})")
         if difference is None:
@@ -511,9 +548,13 @@ class Differential:
 
     @staticmethod
     def _describe(d: Difference) -> str:
-        label = f"{d.where} " if d.where else ""
+        where = d.where
+        if where.startswith("['") and where.endswith("']") and where.count("[") == 1:
+            where = where[2:-2]  # a top-level key reads as its name: ttft_p50 = 0.25
+        label = f"{where} " if where else ""
         if d.note:
-            return f"a result whose {d.where or 'value'} {d.note}; the answer is {show(d.expected)}"
+            whose = f"a result whose {where}" if where else "a result that"
+            return f"{whose} {d.note}; the answer is {show(d.expected)}"
         got, expected = _pair(d.got, d.expected)
         return f"{label}{'= ' if label else ''}{got}; the answer is {expected}"
 

@@ -22,6 +22,7 @@ import statistics
 import torch
 
 from llmlab.checks import CheckFailed, as_number, crashed, run_checks
+from llmlab.checks.differential import Difference, Differential, case, reference, show
 from llmlab.serving_metrics import nearest_rank_percentile, percentile
 
 KEYS = ("ttft_p50", "ttft_p95", "tpot_p50", "tpot_p95")
@@ -458,12 +459,167 @@ def check_edge_cases(fn):
     return "no requests, only failures, one request, only one-token answers"
 
 
+# ---- differential: the learner's function against the reference, input by input ---------------
+def _request(arrival, ttft=None, gaps=(), prefill_start=None, error=None):
+    """A timeline: tokens at arrival + ttft, then after each gap (no ttft: no tokens)."""
+    times = [] if ttft is None else [round(arrival + ttft, 9)]
+    for gap in gaps:
+        times.append(round(times[-1] + gap, 9))
+    start = prefill_start if prefill_start is not None else (arrival if times else None)
+    return {"arrival": arrival, "prefill_start": start, "token_times": times, "error": error}
+
+
+_FAILED = "prompt is empty: give at least one token"
+
+# The task's worked example: four requests with TTFTs of 1, 2, 3 and 4 s; P50 TTFT is 2.5 s.
+_EXAMPLES = [
+    case(
+        [
+            _request(0.0, 1.0, [0.5]),
+            _request(0.5, 2.0, [0.25]),
+            _request(1.0, 3.0, [0.1]),
+            _request(1.5, 4.0, [0.2]),
+        ]
+    )
+]
+
+# One row per rule the task states.
+_BOUNDARIES = [
+    case([]).because("no requests: every value is None"),
+    case([_request(0.0, 0.25, [0.1, 0.1], prefill_start=0.2)]).because(
+        "TTFT runs from arrival, queueing included, not from prefill_start"
+    ),
+    case([_request(0.0, 0.25, [0.1, 0.3])]).because("a single request: P50 = P95 = its own value"),
+    case([_request(0.0, 0.2), _request(0.1, 0.3, [0.05, 0.05])]).because(
+        "a one-token request has a TTFT but no TPOT"
+    ),
+    case([_request(0.0, 0.2), _request(0.1, 0.3)]).because(
+        "when no request has two tokens, both TPOT values are None"
+    ),
+    case([_request(0.0, 0.2, [0.125]), _request(0.1, 0.3, [0.05, 0.05])]).because(
+        "a two-token request has a TPOT: its one gap"
+    ),
+    case([_request(0.0, 0.2, [0.0, 0.0]), _request(0.1, 0.3, [0.05, 0.05])]).because(
+        "tokens may share a timestamp: a TPOT of 0 is a value"
+    ),
+    case([_request(0.0, error=_FAILED), _request(0.1, 0.3, [0.05, 0.05])]).because(
+        "a request with an error counts in neither TTFT nor TPOT"
+    ),
+    case([_request(0.0), _request(0.1, 0.3, [0.05, 0.05])]).because(
+        "a request without an error and without tokens counts in neither"
+    ),
+    case([_request(0.0, error=_FAILED), _request(0.2, error=_FAILED)]).because(
+        "when no request qualifies, every value is None"
+    ),
+    case([_request(0.0, 0.2, [0.01, 0.09]), _request(0.1, 0.3, [0.05, 0.05])]).because(
+        "one TPOT per request, (last - first) / (n - 1), then the percentile over requests"
+    ),
+    case(
+        [_request(0.5, 0.4, [0.1]), _request(0.0, 0.2, [0.3]), _request(0.25, 0.3, [0.2])]
+    ).because("requests may come in any order: sort the values, not the requests"),
+    case([_request(0.0, 0.2, [0.1]), _request(0.1, 0.2, [0.1]), _request(0.2, 0.4, [0.3])]).because(
+        "tied values across requests"
+    ),
+    case(
+        [_request(0.0, 0.000_15, [0.000_125, 0.000_375]), _request(0.001, 0.000_4, [0.000_9])]
+    ).because("sub-millisecond times: seconds, within 10 microseconds"),
+    case(
+        [
+            _request(10.0, 0.2, [0.1]),
+            _request(10.5, 0.5, [0.4]),
+            _request(11.0, 0.3, [0.2]),
+            _request(11.5, 0.9, [0.3]),
+            _request(12.0, 0.6, [0.6]),
+        ]
+    ).because("percentiles interpolate between ranks (or take the nearest rank)"),
+]
+
+
+def _generate(draw):
+    """Any list of timelines the task allows: shuffled, queued or not, failed, empty, one token,
+    shared timestamps, times from whole seconds down to microseconds."""
+    places = draw.choice([1, 3, 6])
+
+    def one(d):
+        arrival = d.decimal(0.0, 5.0, places)
+        kind = d.choice(["served", "failed", "no tokens"])
+        if kind == "failed":
+            return _request(arrival, error=_FAILED)
+        if kind == "no tokens":
+            return _request(arrival)
+        wait = d.decimal(0.0, 0.5, places)
+        ttft = wait + d.decimal(0.0, 0.5, places)
+        gaps = d.list(lambda d: d.decimal(0.0, 0.1, places), max_size=6, average=2)
+        return _request(arrival, ttft, gaps, prefill_start=round(arrival + wait, 9))
+
+    return case(draw.list(one, max_size=8, average=4))
+
+
+def _show_timelines(c):
+    """timelines=[(arrival 0.5, prefill_start 0.5, token_times [0.9, 1.0]), (arrival 0, error)]"""
+    parts = []
+    for t in c.args[0]:
+        fields = [f"arrival {show(t['arrival'], exact=True)}"]
+        if t["error"]:
+            fields.append(f"error {t['error']!r}")
+        if t["prefill_start"] is not None:
+            fields.append(f"prefill_start {show(t['prefill_start'], exact=True)}")
+        fields.append(f"token_times {show(t['token_times'], exact=True)}")
+        parts.append("(" + ", ".join(fields) + ")")
+    return f"timelines=[{', '.join(parts)}]"
+
+
+def _values(got):
+    """The learner's four values as floats (None kept), or a Difference saying what is off."""
+    if not isinstance(got, dict) or any(k not in got for k in KEYS):
+        return None
+    values = {k: None if got[k] is None else as_number(got[k]) for k in KEYS}
+    if any(got[k] is not None and values[k] is None for k in KEYS):
+        return None
+    return values
+
+
+def _compare(got, expected, c):
+    """Each value within 10 microseconds of the reference (linear interpolation) or of the
+    nearest-rank answer; the format as check_format states it."""
+    values = _values(got)
+    if values is None:
+        return Difference("", got, expected, "is not a dict of four numbers or None")
+    nearest = _right(c.args[0], nearest_rank_percentile)
+    for k in KEYS:
+        if not (_close(values[k], expected[k]) or _close(values[k], nearest[k])):
+            return Difference(f"[{k!r}]", values[k], expected[k])
+    return None
+
+
+def _named(c, got, expected):
+    values = _values(got)
+    return _diagnose(values, c.args[0]) if values else None
+
+
+def _crash_cause(fn, c, error):
+    return _crash_hint(fn, c.args[0])
+
+
+REFERENCE_DIFF = Differential(
+    reference("09_latency_percentiles", "latency_percentiles"),
+    examples=_EXAMPLES,
+    boundaries=_BOUNDARIES,
+    generate=_generate,
+    n_generated=150,
+    compare=_compare,
+    diagnose=_named,
+    explain_crash=_crash_cause,
+    show_input=_show_timelines,
+)
+
 CHECKS = [
     ("format", check_format),
     ("TTFT", check_ttft),
     ("TPOT", check_tpot),
     ("other runs", check_other_loads),
     ("edge cases", check_edge_cases),
+    *REFERENCE_DIFF.checks(),
 ]
 
 

@@ -21,6 +21,7 @@ fp16 and fp32, memory-bound and compute-bound steps, and name the one that match
 import math
 
 from llmlab.checks import CheckFailed, as_number, crashed, run_checks
+from llmlab.checks.differential import Difference, Differential, case, reference
 from llmlab.cost import n_weights, step_cost
 from llmlab.model import GPTConfig
 
@@ -361,10 +362,214 @@ def check_compute_bound_batch(compute_bound_batch):
     )
 
 
+# ---- differential: the learner's functions against the reference, input by input --------------
+# The task's worked example (a grouped-query model): 41.8 microseconds at batch 1, compute-bound
+# from batch 364 (the lines cross at 363.6), None when max_batch is 300.
+_EXAMPLE = GPTConfig(vocab_size=8192, block_size=8192, n_layer=6, n_head=8, n_embd=512, n_kv_head=2)
+_TINY = GPTConfig(vocab_size=64, block_size=64, n_layer=1, n_head=2, n_embd=32, n_kv_head=1)
+
+
+def _machine_args(c, step):
+    """(config, batch, context, bpe, (bandwidth, peak), max_batch) of a call, defaults filled."""
+    names = (
+        ("config", "batch", "context", "bandwidth", "peak_flops", "bytes_per_element")
+        if step
+        else ("config", "context", "bandwidth", "peak_flops", "bytes_per_element", "max_batch")
+    )
+    bound = dict(zip(names, c.args)) | c.kwargs
+    bound.setdefault("bytes_per_element", 2)
+    bound.setdefault("max_batch", 4096)
+    return bound
+
+
+def _step_compare(got, expected, c):
+    """Within 2e-5 of the exercise's count, or of the cost model's, or of a mix of the two."""
+    value = as_number(got)
+    if value is None:
+        return Difference("", got, expected, "is not one number")
+    a = _machine_args(c, step=True)
+    machine = (a["bandwidth"], a["peak_flops"])
+    accepted = [
+        _time(a["config"], a["batch"], a["context"], machine, a["bytes_per_element"], **conv)
+        for conv in _CONVENTIONS
+    ]
+    return None if any(_close(value, want) for want in accepted) else Difference("", got, expected)
+
+
+def _batch_compare(got, expected, c, function):
+    """The reference's batch; or, for an answer that follows another accepted count (the cost
+    model's), its own crossing, bounded by max_batch the same way: the learner's function is
+    asked for its crossing up to 2 * max_batch + 2, which must be the answer when it is at most
+    max_batch, and None otherwise. One off is accepted where the two times tie to float rounding
+    (a right answer computed in another order may land either side)."""
+    value = None if got is None else as_number(got)
+    if got is not None and (value is None or not float(value).is_integer()):
+        return Difference("", got, expected)
+    if value == expected:
+        return None
+    a = _machine_args(c, step=False)
+    cfg, ctx, bpe, limit = a["config"], a["context"], a["bytes_per_element"], a["max_batch"]
+    machine = (a["bandwidth"], a["peak_flops"])
+    if value is not None and expected is not None and abs(value - expected) == 1:
+        nbytes, flops = _parts(cfg, int(min(value, expected)), ctx, bpe)
+        memory, compute = nbytes / machine[0], flops / machine[1]
+        if abs(memory - compute) <= 1e-12 * memory:
+            return None
+    wide = 2 * limit + 2
+    own = {_crossing(cfg, ctx, machine, bpe, max_batch=wide, **v) for v in _CONVENTIONS}
+    try:
+        probe = function(cfg, ctx, machine[0], machine[1], bpe, max_batch=wide)
+    except Exception:  # noqa: BLE001 - it cannot say where its own crossing is
+        return Difference("", got, expected)
+    crossing = None if probe is None else as_number(probe)
+    if crossing not in own:
+        return Difference("", got, expected)
+    bounded = crossing if crossing is not None and crossing <= limit else None
+    return None if value == bounded else Difference("", got, expected)
+
+
+def _step_named(c, got, expected):
+    a, value = _machine_args(c, step=True), as_number(got)
+    if value is None:
+        return None
+    call = (a["config"], a["batch"], a["context"], (a["bandwidth"], a["peak_flops"]))
+    for description, options in _STEP_MISTAKES:
+        if _close(value, _mistaken(*call, a["bytes_per_element"], options)):
+            return description
+    return None
+
+
+def _batch_named(c, got, expected):
+    a = _machine_args(c, step=False)
+    value = None if got is None else as_number(got)
+    if got is not None and value is None:
+        return None
+    machine = (a["bandwidth"], a["peak_flops"])
+    explicit = "max_batch" in c.kwargs or len(c.args) > 5
+    message = _batch_mistake(
+        value, a["config"], a["context"], machine, a["bytes_per_element"],
+        a["max_batch"] if explicit else None, expected,
+    )  # fmt: skip
+    return None if message.startswith("for a ") else message
+
+
+def _config(draw):
+    head_dim = draw.choice([8, 16, 32, 64, 128])
+    n_head = draw.choice([1, 2, 4, 8, 16, 32])
+    n_kv_head = draw.choice([h for h in (1, 2, 4, 8, 16, 32) if n_head % h == 0])
+    return GPTConfig(
+        vocab_size=draw.integer(16, 50_000),
+        block_size=draw.integer(16, 8192),
+        n_layer=draw.integer(1, 32),
+        n_head=n_head,
+        n_embd=n_head * head_dim,
+        n_kv_head=n_kv_head,
+    )
+
+
+def _machine(draw):
+    """Bandwidth 1e9 to 1e13 bytes/s, a ridge of 0.5 to 1000 FLOPs per byte."""
+    bandwidth = draw.choice([1e12, 2e9, 2e12, 3.35e12, 5e10, 1e13])
+    return bandwidth, bandwidth * draw.choice([100, 10, 0.5, 2, 295, 1000, 37.5])
+
+
+def _generate_step(draw):
+    cfg, (bandwidth, peak) = _config(draw), _machine(draw)
+    batch, context = draw.integer(1, 1024), draw.integer(0, cfg.block_size - 1)
+    if draw.boolean():  # the default, 2 bytes per number, left out
+        return case(cfg, batch, context, bandwidth, peak)
+    return case(cfg, batch, context, bandwidth, peak, draw.choice([2, 4]))
+
+
+def _generate_batch(draw):
+    cfg, (bandwidth, peak) = _config(draw), _machine(draw)
+    context, bpe = draw.integer(0, cfg.block_size - 1), draw.choice([2, 4])
+    if draw.boolean():
+        return case(cfg, context, bandwidth, peak, bpe, max_batch=draw.integer(1, 4096))
+    return (
+        case(cfg, context, bandwidth, peak)
+        if draw.boolean()
+        else case(cfg, context, bandwidth, peak, bpe)
+    )
+
+
+def _crossing_at(cfg, ctx, machine, bpe=2):
+    return _crossing(cfg, ctx, machine, bpe, max_batch=10**6)
+
+
+# Machines whose ridge puts the example model's crossing (at context 0) at exactly 4096 and 4097,
+# the default max_batch and one past it: bytes are W + k * batch and FLOPs f * batch, so the
+# lines meet at W / (f / ridge - k); a ridge that puts them at 4095.5 makes 4096 the answer.
+def _machine_crossing_at(cfg, ctx, target):
+    (n1, f), (n2, _) = _parts(cfg, 1, ctx, 2), _parts(cfg, 2, ctx, 2)
+    k = n2 - n1
+    ridge = f / (k + (n1 - k) / (target - 0.5))
+    machine = (1e12, 1e12 * ridge)
+    assert _crossing_at(cfg, ctx, machine) == target, (target, _crossing_at(cfg, ctx, machine))
+    return machine
+
+
+_AT_4096 = _machine_crossing_at(_EXAMPLE, 0, 4096)
+_AT_4097 = _machine_crossing_at(_EXAMPLE, 0, 4097)
+_CROSS = _crossing_at(_EXAMPLE, 100, (1e12, 1e14))  # 364
+
+STEP_DIFF = Differential(
+    reference("10_decode_floor", "decode_step_seconds"),
+    examples=[case(_EXAMPLE, 1, 100, 1e12, 1e14)],
+    boundaries=[
+        case(_EXAMPLE, 1, 100, 1e12, 1e14, 4).because("bytes_per_element 4: fp32"),
+        case(_EXAMPLE, 1, 0, 1e12, 1e14).because(
+            "context 0: attention still reads the new position, and writes its K and V"
+        ),
+        case(_EXAMPLE, 2048, 100, 1e12, 1e14).because(
+            "a large batch is compute-bound: the slower of bytes and FLOPs"
+        ),
+        case(_EXAMPLE, 64, 4000, 1e12, 2e12).because(
+            "long context on a low ridge: each sequence reads its own K and V"
+        ),
+        case(_TINY, 3, 7, 5e10, 5e11).because(
+            "grouped-query: K and V for n_kv_head heads, attention FLOPs for n_head"
+        ),
+    ],
+    generate=_generate_step,
+    n_generated=100,
+    compare=_step_compare,
+    diagnose=_step_named,
+)
+
+BATCH_DIFF = Differential(
+    reference("10_decode_floor", "compute_bound_batch"),
+    examples=[case(_EXAMPLE, 100, 1e12, 1e14), case(_EXAMPLE, 100, 1e12, 1e14, max_batch=300)],
+    boundaries=[
+        case(_EXAMPLE, 100, 1e12, 1e14, max_batch=_CROSS).because(
+            "a crossing exactly at max_batch is found"
+        ),
+        case(_EXAMPLE, 100, 1e12, 1e14, max_batch=_CROSS - 1).because(
+            "a crossing one past max_batch: None"
+        ),
+        case(_EXAMPLE, 0, *_AT_4096).because("max_batch is 4096 when left out: a crossing at 4096"),
+        case(_EXAMPLE, 0, *_AT_4097).because("max_batch is 4096 when left out: none at 4097"),
+        case(_EXAMPLE, 100, 1e12, 1e12).because("a ridge of 1: compute-bound from batch 1"),
+        case(_EXAMPLE, 100, 1e12, 1e14, 4).because("bytes_per_element 4 moves the crossing"),
+        case(_EXAMPLE, 8000, 1e12, 1e14).because(
+            "long context: the KV reads grow with the batch, so None"
+        ),
+        case(_TINY, 5, 5e10, 5e11).because(
+            "the lines cross between two batches: the next whole batch, not int() of it"
+        ),
+    ],
+    generate=_generate_batch,
+    n_generated=40,
+    compare=_batch_compare,
+    diagnose=_batch_named,
+)
+
 CHECKS = [
     ("step time", lambda fns: check_step_time(fns[0])),
     ("batch 1 floor", lambda fns: check_memory_bound_at_batch_1(fns[0])),
     ("compute-bound batch", lambda fns: check_compute_bound_batch(fns[1])),
+    *STEP_DIFF.checks(pick=lambda fns: fns[0], prefix="step time: "),
+    *BATCH_DIFF.checks(pick=lambda fns: fns[1], prefix="batch: "),
 ]
 
 
