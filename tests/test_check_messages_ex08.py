@@ -200,8 +200,9 @@ def float64_inside(x):
 
 
 def eps_guard(x):
-    scale = x.abs().amax(dim=-1, keepdim=True) / 127 + 1e-12
-    return (x / scale).round().clamp(-127, 127).char(), scale
+    """The guard on the division only: an all-zero token keeps its scale of 0."""
+    scale = x.abs().amax(dim=-1, keepdim=True) / 127
+    return (x / (scale + 1e-12)).round().clamp(-127, 127).char(), scale
 
 
 def numpy_dequantize(q, scale):
@@ -302,3 +303,45 @@ dequantize_squeezed""".split()
 def test_trained_model_check_error_is_small_for_the_solution():
     status, message = statuses(*solution())["trained model"]
     assert status == PASS and float(message.rsplit(" ", 3)[-3]) < 0.05
+
+
+# ---- mistakes of fresh learners (issue #24) that the first checks let through ----------------
+
+
+def guards_the_scale(x):
+    """Adds epsilon to the scale itself: an all-zero token's scale is 1e-12, not 0."""
+    scale = x.abs().amax(dim=-1, keepdim=True) / 127 + 1e-12
+    return (x / scale).round().clamp(-127, 127).char(), scale
+
+
+def clamps_the_scale(x):
+    scale = (x.abs().amax(dim=-1, keepdim=True) / 127).clamp_min(1e-8)
+    return (x / scale).round().clamp(-127, 127).to(torch.int8), scale
+
+
+FRESH = [  # (quantize_kv, dequantize_kv, check that must FAIL, words its message must contain)
+    (guards_the_scale, None, "quantize_kv boundary cases", "an all-zero token's scale is 0"),
+    (guards_the_scale, None, "quantize_kv boundary cases", "(an all-zero token has scale 0"),
+    (clamps_the_scale, None, "quantize_kv boundary cases", "guard only the division"),
+    (clamps_the_scale, None, "quantize_kv generated inputs", "an all-zero token's scale is 0"),
+]
+
+
+@pytest.mark.parametrize(
+    "quantize_kv, dequantize_kv, check, words",
+    FRESH,
+    ids=[f"{(q or d).__name__}-{c}" for q, d, c, _ in FRESH],
+)
+def test_fresh_mistake_fails_with_its_counterexample(quantize_kv, dequantize_kv, check, words):
+    assert_fails_with(statuses(quantize_kv or solution()[0], dequantize_kv), check, words)
+
+
+def times_127_over_max(x):
+    """Correct too: x * (127 / max|x|) (another rounding of the same ratio), NaN set to 0."""
+    top = x.abs().amax(dim=-1, keepdim=True)
+    q = torch.nan_to_num(torch.round(x * (127 / top)), nan=0.0)
+    return q.clamp(-127, 127).to(torch.int8), top / 127
+
+
+def test_a_ratio_computed_another_way_passes():
+    assert check_kv_int8(times_127_over_max, solution()[1]).solved

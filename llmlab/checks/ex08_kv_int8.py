@@ -7,12 +7,20 @@ The checks use B, H, T, D all different (2, 3, 5, 8) so a scale over the wrong a
 shape, tokens whose sizes differ 100-fold so one global scale shows in the error, and tokens
 whose largest entry is negative so max(x) in place of max(|x|) shows; each classic mistake is
 recognised and named.
+Then llmlab.checks.differential compares each function with the reference in
+exercises/solutions/ on the task's worked example, a boundary table (one row per rule the task
+states: per-token scales, a negative largest entry, +-127 at the max, D = 1, float64, an all-zero
+token's scale of exactly 0) and generated tensors, shrunk to the smallest disagreement. Codes are
+judged against the learner's own scale (float16 scales pass), and a value halfway between two
+codes may round either way.
 """
 
+import numpy as np
 import torch
 
 from llmlab.agreement import VOCAB
 from llmlab.checks import CheckFailed, crashed, run_checks
+from llmlab.checks.differential import Difference, Differential, case, reference
 
 B, H, T, D = 2, 3, 5, 8
 FUNCTION_NAMES = "quantize_kv/dequantize_kv"
@@ -362,7 +370,221 @@ def check_trained_model(fns):
     return f"the trained model's logits from your int8 cache are within {error:.3f} of exact"
 
 
+# ---- the learner's functions against the reference (llmlab.checks.differential) ------------
+
+_TIE = 0.01  # x / scale this close to k + 0.5 may round either way (float32, another formula)
+
+
+def _index(t):
+    return "[" + ", ".join(str(int(i)) for i in t) + "]"
+
+
+def _scale_tolerance(scale):
+    """Relative tolerance for a scale stored in scale's dtype: float32 arithmetic is fine even in
+    a float64 scale, and float16 scales are allowed."""
+    return max(2 * torch.finfo(scale.dtype).eps, 2e-5)
+
+
+def _compare_quantize(got, expected, c):
+    """None when (q, scale) is right for x, else the first Difference.
+
+    The scale is compared with max|x| / 127 (exactly 0 for an all-zero token); the codes with
+    x / scale rounded to the nearest integer, using the learner's own scale, so a scale stored in
+    float16 and codes on a rounding tie (either way) pass.
+    """
+    x = c.args[0].double()
+    q_ref, s_ref = expected
+    if not isinstance(got, tuple) or len(got) != 2:
+        return Difference("", got, expected, "is not a pair (q, scale)")
+    q, scale = got
+    for what, value in (("q", q), ("scale", scale)):
+        if not isinstance(value, torch.Tensor):
+            return Difference(what, value, None, f"is {type(value).__name__}, not a tensor")
+    if tuple(scale.shape) != tuple(s_ref.shape):
+        return Difference("scale", scale, s_ref, f"has shape {tuple(scale.shape)}")
+    if not scale.is_floating_point():
+        return Difference("scale", scale, s_ref, f"has dtype {scale.dtype}")
+    got_scale, right = scale.detach().cpu().double(), s_ref.double()
+    zero = right == 0
+    off = (got_scale - right).abs() > _scale_tolerance(scale) * right.abs()
+    off |= zero & (got_scale != 0)
+    if bool(off.any()):
+        i = off.nonzero()[0]
+        return Difference(f"scale{_index(i)}", got_scale[tuple(i)].item(), right[tuple(i)].item())
+    if q.dtype != torch.int8:
+        return Difference("q", q, q_ref, f"has dtype {q.dtype}")
+    if tuple(q.shape) != tuple(x.shape):
+        return Difference("q", q, q_ref, f"has shape {tuple(q.shape)}")
+    ratio = torch.where(got_scale > 0, x / got_scale.clamp_min(1e-300), torch.zeros_like(x))
+    nearest = ratio.round().clamp(-127, 127)
+    tie = ((ratio - ratio.floor()) - 0.5).abs() < _TIE
+    codes = q.detach().cpu().double()
+    ok = (codes == nearest) | (tie & ((codes == ratio.floor()) | (codes == ratio.ceil())))
+    if bool(ok.all()):
+        return None
+    i = tuple((~ok).nonzero()[0])
+    return Difference(f"q{_index(i)}", int(codes[i]), int(nearest[i]))
+
+
+def _named_quantize(c, got, expected):
+    """The known mistake behind a wrong (q, scale), or None."""
+    x = c.args[0]
+    if not isinstance(got, tuple) or len(got) != 2:
+        return None
+    q, scale = got
+    if not isinstance(q, torch.Tensor) or not isinstance(scale, torch.Tensor):
+        return None
+    B, H, T, D = x.shape
+    right = _reference_scale(x.double())
+    shape = tuple(scale.shape)
+    if shape == (B, H, T):
+        return f"keep the reduced dim (keepdim=True): scale is {(B, H, T, 1)}, to broadcast on x"
+    if shape != tuple(right.shape):
+        for wrong, what in (((B, H, 1, D), "over the tokens (dim -2)"),
+                            ((B, 1, T, D), "over the heads (dim 1)"),
+                            ((1, H, T, D), "over the batch (dim 0)"),
+                            ((B, H, 1, 1), "over all of a head's tokens (dims -2 and -1)")):  # fmt: skip
+            if shape == wrong and wrong != (B, H, T, 1):
+                return f"the scale is taken {what}; take the max over D only (dim -1)"
+        if scale.numel() == 1:
+            return "one scale for the whole tensor; compute one per token and head (max over D)"
+        return None
+    got_scale = scale.detach().double()
+    if bool(((right == 0) & (got_scale != 0)).any()):
+        return (
+            "an all-zero token's scale is 0 (its largest |x| is 0); keep it 0 and guard only "
+            "the division, so that its codes are 0"
+        )
+    if not bool(torch.isclose(got_scale, right, rtol=1e-3).all()):
+        x64 = x.double()
+        candidates = [
+            ("the scale uses max(x), not max(|x|): take x.abs().amax(-1)",
+             x64.amax(-1, keepdim=True) / 127),
+            ("the scale uses the mean of |x|, not the max", x64.abs().mean(-1, keepdim=True) / 127),
+            ("scale = max|x| / 128; the codes run from -127 to 127, so divide by 127",
+             right * 127 / 128),
+            ("scale = max|x| / 255; the codes run from -127 to 127, so divide by 127",
+             right * 127 / 255),
+            ("scale = max|x|; divide it by 127", right * 127),
+            ("scale = (max - min) / 255 is an asymmetric scale; this cache is symmetric: "
+             "max|x| / 127", (x64.amax(-1, keepdim=True) - x64.amin(-1, keepdim=True)) / 255),
+        ]  # fmt: skip
+        found = {
+            sentence
+            for sentence, value in candidates
+            if bool(torch.isclose(got_scale, value, rtol=1e-3).all())
+            and not bool(torch.isclose(value, right, rtol=1e-3).all())
+        }
+        return found.pop() if len(found) == 1 else None
+    if q.dtype == torch.int8 and tuple(q.shape) == tuple(x.shape):
+        return _diagnose_codes(q, x, scale)
+    if q.dtype == torch.uint8:
+        return "q is uint8 (0..255); use torch.int8, codes -127..127 with a symmetric scale"
+    return None
+
+
+def _keys_drawn(draw):
+    """x (B, H, T, D): tokens whose sizes differ (0.1 to 10), some all zero, float32 or 64."""
+    B, H, T, D = draw.integer(1, 2), draw.integer(1, 3), draw.integer(1, 5), draw.integer(1, 8)
+    dtype = draw.choice([torch.float32, torch.float64])
+    x = draw.tensor(B, H, T, D, dtype=torch.float64)
+    x = x * 10.0 ** draw.tensor(1, 1, T, 1, dtype=torch.float64).clamp(-1, 1)
+    if draw.boolean(0.25):
+        x[draw.integer(0, B - 1), draw.integer(0, H - 1), draw.integer(0, T - 1)] = 0.0
+    return x.to(dtype)
+
+
+def _quantize_case(draw):
+    return case(_keys_drawn(draw))
+
+
+def _dequantize_case(draw):
+    x = _keys_drawn(draw)
+    g = torch.Generator().manual_seed(draw.seed())
+    q = torch.randint(-127, 128, x.shape, generator=g, dtype=torch.int8)
+    scale = x.abs().amax(-1, keepdim=True) / 127
+    return case(q, scale)
+
+
+def _x(values, dtype=torch.float32):
+    return torch.tensor(values, dtype=torch.float64).to(dtype)
+
+
+_SPREAD = _keys(seed=7)  # tokens 0.1 to 10 in size: one global scale shows
+_ZERO = _keys(seed=8)
+_ZERO[0, 1, 2] = 0.0
+_EDGES = _keys(seed=9)
+_EDGES[:, :, 0, 0] = 50.0  # an exact positive max: must map to 127, not wrap to -128
+_EDGES[:, :, 3, 7] = -50.0
+
+
+def _tensor(t):
+    """A tensor as a learner reads it: its values in their own precision when there are few."""
+    kind = str(t.dtype).replace("torch.", "")
+    if t.numel() > 8:
+        return f"a {kind} tensor of shape {tuple(t.shape)}"
+    if t.is_floating_point():
+        cast = float if t.dtype == torch.float64 else lambda v: np.float32(v)
+        values = ", ".join(str(cast(v)) for v in t.flatten().tolist())
+    else:
+        values = ", ".join(str(v) for v in t.flatten().tolist())
+    return f"a {kind} tensor of shape {tuple(t.shape)} [{values}]"
+
+
+def _show_x(c):
+    return f"x={_tensor(c.args[0])}"
+
+
+def _show_q_scale(c):
+    q, scale = c.args
+    return f"q={_tensor(q)} and scale={_tensor(scale)}"
+
+
+QUANTIZE = Differential(
+    reference("08_kv_int8", "quantize_kv"),
+    examples=[case(_x([[[[0.5, -2.54, 1.0]]]]))],  # scale 0.02, codes [25, -127, 50]
+    boundaries=[
+        case(_SPREAD).because("one scale per token and head, over the D numbers"),
+        case(_x([[[[0.3, -1.27, 0.9]]]])).because("the largest |x| may be negative"),
+        case(_EDGES).because("each token's largest |x| maps to +-127, never past it"),
+        case(_x([[[[0.5], [-3.0]], [[2.0], [0.5]]]])).because("D = 1: every number is its max"),
+        case(_keys(seed=10, dtype=torch.float64)).because("x may be float64"),
+        case(_x([[[[0.0, 0.0, 0.0], [1.0, -2.0, 0.5]]]])).because(
+            "an all-zero token has scale 0 and codes 0"
+        ),
+        case(_ZERO).because("an all-zero token has scale 0 and codes 0"),
+    ],
+    generate=_quantize_case,
+    n_generated=100,
+    seed=8,
+    compare=_compare_quantize,
+    diagnose=_named_quantize,
+    show_input=_show_x,
+)
+DEQUANTIZE = Differential(
+    reference("08_kv_int8", "dequantize_kv"),
+    examples=[case(torch.tensor([[[[25, -127, 50]]]], dtype=torch.int8), _x([[[[0.02]]]]))],
+    boundaries=[
+        case(
+            torch.tensor([[[[127, -127, 0], [5, 6, 7]]]], dtype=torch.int8), _x([[[[0.5], [0.0]]]])
+        ).because("a zero scale gives zeros"),  # fmt: skip
+        case(
+            torch.tensor([[[[3, -4]]]], dtype=torch.int8), _x([[[[0.25]]]], torch.float64)
+        ).because("scale may be float64"),  # fmt: skip
+    ],
+    generate=_dequantize_case,
+    n_generated=60,
+    seed=80,
+    rtol=2e-5,
+    atol=1e-6,  # q * scale in float32 is right, whatever dtype holds it
+    show_input=_show_q_scale,
+)
+_QUANTIZE_CHECKS = QUANTIZE.checks(pick=lambda fns: fns[0], prefix="quantize_kv ")
+_DEQUANTIZE_CHECKS = DEQUANTIZE.checks(pick=lambda fns: fns[1], prefix="dequantize_kv ")
+
 CHECKS = [
+    _QUANTIZE_CHECKS[0],
+    _DEQUANTIZE_CHECKS[0],
     ("int8 codes", check_codes),
     ("scale per token", check_scale),
     ("round trip", check_round_trip),
@@ -371,6 +593,8 @@ CHECKS = [
     ("dequantize", check_dequantize),
     ("x unchanged", check_input_unchanged),
     ("trained model", check_trained_model),
+    *_QUANTIZE_CHECKS[1:],
+    *_DEQUANTIZE_CHECKS[1:],
 ]
 
 
