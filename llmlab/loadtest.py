@@ -262,6 +262,12 @@ class HttpClient:
         transport, _ = await asyncio.wait_for(opening, self.connect_timeout)
         return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
 
+    async def open(self, n: int):
+        """Open n connections now, before the run's clock starts: a burst's requests then wait
+        for no handshake (each is opened on demand otherwise, its time in the send lag)."""
+        opened = await asyncio.gather(*(self._connect() for _ in range(n)), return_exceptions=True)
+        self.idle += [c for c in opened if not isinstance(c, BaseException)]
+
     @contextlib.asynccontextmanager
     async def post(self, prepared: bytes):
         """Send a prepared request; yields the _Response once its status and headers are in."""
@@ -610,6 +616,8 @@ async def run_async(
 
     if transport is None:
         client = HttpClient(url, request_timeout, min(10.0, request_timeout))
+        # as many connections as requests may be in flight at once (a burst: all of them)
+        await client.open(concurrency or min(len(items), 256 if rate is None else 32))
     else:
         timeout = httpx.Timeout(request_timeout, connect=min(10.0, request_timeout))
         client = _HttpxClient(url, transport, timeout)
