@@ -187,16 +187,17 @@ def test_dollar_eval_check_finds_the_slip():
     assert not DOLLAR_EVAL.search('At an assumed USD {eval}`glued("cpu_price:.2f")` an hour')
 
 
-@pytest.mark.parametrize("path", [CH09], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [CH09, CH11], ids=lambda p: p.name)
 def test_no_dollar_right_before_an_eval_role(path):
     text = markdown(path) + code(path)
     assert not DOLLAR_EVAL.search(text), "a `$` right before {eval} turns prose into maths"
 
 
-def test_chapter_9_has_the_cpu_vs_gpu_section():
+def test_chapter_9_has_the_cpu_vs_gpu_section_and_chapter_11_links_it():
     text = markdown(CH09)
     assert re.search(r"^\(cpu-vs-gpu\)=\n### What a CPU demo can and cannot show$", text, re.M)
     assert text.count("(cpu-vs-gpu)=") == 1
+    assert "<cpu-vs-gpu>`" in markdown(CH11)
 
 
 def test_chapter_9_glues_sustains_only_from_steady_runs():
@@ -228,3 +229,13 @@ def test_the_largest_batch_that_fits_stays_memory_bound():
     assert 10 < intensity < 12
     assert round(ridge) == 153
     assert intensity < ridge / 10
+
+
+def test_chapter_11_quiz_key_agrees_with_the_worked_example():
+    batch, intensity, ridge = llama2_at_2k_on_a100()
+    quiz = json.loads((ROOT / "llmlab" / "quizzes" / "ch11.json").read_text())
+    (q,) = [q for q in quiz["questions"] if "2,048-token" in q["question"]]
+    assert f"about {batch} sequences" in q["question"]
+    assert f"ridge about {round(ridge)}" in q["question"]
+    (right,) = [a for a in q["answers"] if a["correct"]]
+    assert f"about {round(intensity)} FLOP per byte, memory-bound" in right["answer"]
