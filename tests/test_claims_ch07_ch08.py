@@ -99,3 +99,24 @@ def test_the_checks_flag_chapter_7_as_it_was():
     assert "a batch costs about the same as one sequence" in false_claims(
         prose(old("chapters/07_kv_memory.ipynb"))
     )
+
+
+# ---- chapter 8 ------------------------------------------------------------------------------
+
+
+def test_ch08_prose_does_not_say_decode_is_bandwidth_bound_without_a_cache():
+    assert false_claims(prose(CH08.read_text())) == []
+
+
+def test_ch08_quiz_key_does_not_say_decode_is_bandwidth_bound_without_a_cache():
+    data = quiz.load_quiz("ch08")
+    for i, q in enumerate(data["questions"]):
+        assert false_claims(key_texts(data, i)) == [], q["question"]
+    q0 = key_texts(data, 0)
+    assert re.search(r"compute-bound", q0) and re.search(r"prefill", q0), q0
+
+
+def test_the_checks_flag_chapter_8_and_its_quiz_as_they_were():
+    claim = "decode is bandwidth-bound without a cache"
+    assert claim in false_claims(prose(old("chapters/08_kv_tradeoff.ipynb")))
+    assert claim in false_claims(key_texts(json.loads(old("llmlab/quizzes/ch08.json")), 0))
