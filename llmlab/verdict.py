@@ -150,6 +150,8 @@ def compare_ratio(ratio, *, tie: float = 0.05, a: str, b: str) -> Verdict:
     if kind == "faster":
         text = f"{a} is {_times(m)} times as fast as {b} ({ci})"
     elif kind == "slower":
+        # the interval said the way the sentence reads: a's time over b's
+        ci = f"{ratio.confidence:.0%} interval {1 / high:.2f}-{1 / low:.2f}"
         text = f"{a} takes {_times(1 / m)} times as long as {b} ({ci})"
     elif kind == "tie":
         text = f"{a} and {b} take the same time, within {tie:.0%} of each other ({ci})"

@@ -65,6 +65,12 @@ def test_compare_ratio_reaches_every_outcome(ratios, kind, words):
     assert v.kind == kind and words in v.text and v.holds()
 
 
+def test_a_slower_verdict_gives_its_interval_the_way_the_sentence_reads():
+    v = say.compare_ratio(Ratio("a", "b", (0.5, 0.4, 0.5, 0.5, 0.25, 0.5)), a="A", b="B")
+    assert v.kind == "slower" and "A takes 2.0 times as long as B" in v.text
+    assert "interval 2.00-4.00" in v.text, v.text
+
+
 def test_compare_ratio_holds_fails_when_the_word_is_swapped():
     v = say.compare_ratio(Ratio("a", "b", (2.0,) * 6), tie=0.05, a="A", b="B")
     for wrong in ("slower", "tie", "unresolved"):
