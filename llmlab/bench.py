@@ -155,6 +155,19 @@ def hold_floors(
     return Floors(probe, seconds, ratios, verdicts, underread, bool(below))
 
 
+def trend_phrase(verdict, comparison, order, what: str) -> str:
+    """A trend_of verdict as a clause that reads in a sentence for every kind: its own text for
+    "rises", "falls" and "flat"; for "unresolved" and "mixed", that this run does not resolve
+    the shape of `what`, with the last point's paired ratio to the first and its interval."""
+    if verdict.kind in ("rises", "falls", "flat"):
+        return verdict.text
+    ends = comparison.ratio(order[0], order[-1])
+    return (
+        f"this run does not resolve the shape of {what} (the last point took "
+        f"{ends.median:.2f} times the first, 95% interval {ends.low:.2f}-{ends.high:.2f})"
+    )
+
+
 def matvec_bandwidth(
     n_in: int, n_out: int, layout: str, nbytes: int, device=None, repeat: int = 7
 ) -> float:
