@@ -117,7 +117,7 @@ def token_by_token_prefill(model, prompt_ids, max_new_tokens):
 
 STEPS = "prefill, then one token per step"
 GALLERY = [  # (learner's generate_cached, check that must FAIL, words its message must contain)
-    (loop(restart_positions=True), STEPS, "positions restarted at 0"),
+    (loop(restart_positions=True), "logits", "positions restarted at 0"),
     (loop(refeed_prompt=True), STEPS, "is fed again every step"),
     (loop(advance=False), STEPS, "the cache was not advanced"),
     (loop(advance_per_layer=True), STEPS, "(not once per layer)"),
@@ -125,8 +125,8 @@ GALLERY = [  # (learner's generate_cached, check that must FAIL, words its messa
     (loop(new_cache_each_step=True), STEPS, "used a new cache"),
     (uncached, STEPS, "no step used a KV cache: make one"),
     (loop(pass_cache=False), STEPS, "a cache was made but no block was given it"),
-    (loop(position_shift=1), STEPS, "the prefill used positions 1..5"),
-    (loop(decode_position_shift=1), STEPS, "one too far"),
+    (loop(position_shift=1), "logits", "the prefill used positions 1..5"),
+    (loop(decode_position_shift=1), "logits", "one too far"),
     (token_by_token_prefill, STEPS, "the first step (the prefill) fed 1 token;"),
     (loop(logits_position=0), "logits", "step 0's logits are those of the prompt's first position"),
     (loop(softmax=True), "logits", "these are probabilities (softmax)"),
@@ -154,12 +154,11 @@ def test_each_classic_slip_fails_with_its_sentence(fn, check, words):
     assert_fails_with(statuses(fn), check, words)
 
 
-def test_restarted_positions_also_change_the_tokens_and_logits():
+def test_restarted_positions_also_change_the_tokens_and_the_generated_runs():
     result = statuses(loop(restart_positions=True))
-    assert (
-        result["logits"][0] == "FAIL" and "differ from a full forward pass" in result["logits"][1]
-    )
-    assert result["trained model"][0] == "FAIL"
+    assert result["tokens"][0] == "FAIL" and result["trained model"][0] == "FAIL"
+    assert "positions restarted at 0" in result["generated inputs"][1]
+    assert result[STEPS][0] == PASS  # the cache saw a right prefill and right steps
 
 
 def test_the_uncached_loop_gets_the_right_tokens_but_fails_only_the_cache_checks():
@@ -254,3 +253,74 @@ def test_correct_variants_pass_all(fn):
 def test_a_crash_is_reported_as_a_crash_not_a_step_count():
     status, message = statuses(loop(keepdim=False))[STEPS]
     assert status != PASS and "raised" in message and "times for" not in message
+
+
+# ---- issue #24: right answers the first checks rejected, wrong ones they let through ---------
+
+
+def slices_all_position_embeddings(model, prompt_ids, max_new_tokens):
+    """Correct: every position embedding looked up once, then sliced per step."""
+    B, P = prompt_ids.shape
+    table = model.wpe(torch.arange(P + max_new_tokens))  # (P + N, C), one lookup
+    cache = model.new_kv_cache(B, P + max_new_tokens)
+    ids, new, rows = prompt_ids, prompt_ids, []
+    with torch.no_grad():
+        for _ in range(max_new_tokens):
+            T = new.size(1)
+            x = model.wte(new) + table[cache.length : cache.length + T]
+            for layer, block in enumerate(model.blocks):
+                x, _ = block(x, cache, layer)
+            cache.advance(T)
+            rows.append(model.lm_head(model.ln_f(x[:, -1])))
+            new = rows[-1].argmax(-1, keepdim=True)
+            ids = torch.cat([ids, new], dim=1)
+    return ids, torch.stack(rows, dim=1)
+
+
+def calls_block_forward(model, prompt_ids, max_new_tokens):
+    """Correct: each block's forward called directly (no module call, so no module hooks run)."""
+    B, P = prompt_ids.shape
+    cache = model.new_kv_cache(B, P + max_new_tokens)
+    ids, new, rows = prompt_ids, prompt_ids, []
+    with torch.inference_mode():
+        for _ in range(max_new_tokens):
+            positions = cache.positions(new.size(1))
+            x = model.wte.forward(new) + model.wpe.forward(positions)
+            for layer, block in enumerate(model.blocks):
+                x, _ = block.forward(x, cache, layer)
+            cache.advance(new.size(1))
+            rows.append(model.lm_head.forward(model.ln_f.forward(x))[:, -1])
+            new = rows[-1].argmax(-1, keepdim=True)
+            ids = torch.cat([ids, new], dim=1)
+    return ids, torch.stack(rows, dim=1)
+
+
+@pytest.mark.parametrize("fn", [slices_all_position_embeddings, calls_block_forward])
+def test_right_answers_written_another_way_pass(fn):
+    assert check_generate_cached(fn).solved
+
+
+def casts_to_bfloat16(model, prompt_ids, max_new_tokens):
+    """Casts the caller's model to bfloat16 "for speed": Module.to works in place."""
+    return loop()(model.to(torch.bfloat16), prompt_ids, max_new_tokens)
+
+
+def casts_to_float64(model, prompt_ids, max_new_tokens):
+    """Casts the caller's model to float64 "for accuracy": right logits, a changed model."""
+    return loop()(model.double(), prompt_ids, max_new_tokens)
+
+
+def test_a_loop_that_casts_the_callers_model_fails_with_a_sentence():
+    result = statuses(casts_to_bfloat16)
+    for check in ("inputs unchanged", "logits", "worked examples"):
+        assert result[check][0] == "FAIL", (check, result[check])
+    assert "is now torch.bfloat16" in result["inputs unchanged"][1]
+    assert "leave the caller's model" in result["logits"][1]
+    assert "changed its argument model" in result["worked examples"][1]
+
+
+def test_a_loop_that_casts_the_model_to_float64_fails_only_on_its_input():
+    result = statuses(casts_to_float64)
+    failing = [name for name, (status, _) in result.items() if status != PASS]
+    assert "inputs unchanged" in failing and "logits" not in failing, result
+    assert "is now torch.float64" in result["inputs unchanged"][1]
