@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from notebook_tools import assert_fails_with, load_solution
 
-from llmlab.checks import FAIL, PASS, TODO, run_checks
+from llmlab.checks import FAIL, PASS, TODO, CheckFailed, run_checks
 from llmlab.checks.ex01_attention import CHECKS, check_attention
 
 SOLUTION = load_solution("01_attention")
@@ -228,3 +228,61 @@ def test_report_prints_one_line_per_check(capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert [line.split()[0] for line in lines[:-1]] == [PASS] * len(CHECKS)
     assert lines[-1] == f"All {len(CHECKS)} checks pass."
+
+
+def causal_by_default(q, k, v, causal=True):
+    return SOLUTION.attention(q, k, v, causal)
+
+
+def scales_q_in_place(q, k, v, causal=False):
+    q /= math.sqrt(q.size(-1))  # the caller's q is divided too
+    scores = q @ k.transpose(-2, -1)
+    if causal:
+        T, S = scores.shape[-2:]
+        scores = scores.masked_fill(~allowed_keys(T, S), -math.inf)
+    weights = torch.softmax(scores, dim=-1)
+    return weights @ v, weights
+
+
+def mask_sized_by_dim_1(q, k, v, causal=False):  # q.size(1) is T only for (batch, T, d) inputs
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))
+    if causal:
+        T, S = q.size(1), k.size(1)
+        scores = scores.masked_fill(~allowed_keys(T, S), -math.inf)
+    weights = torch.softmax(scores, dim=-1)
+    return weights @ v, weights
+
+
+DIFF_CHECKS = ("worked examples", "boundary cases", "generated inputs")
+
+# Mistakes every named check let through before issue #24; the differential checks show the input.
+UNLISTED = [
+    (causal_by_default, "boundary cases", "(causal left out) (no leading dimensions: one (T, d_k) "
+     "matrix) your attention() returned output[0, 1] = -1.049; the answer is -0.34; causal "
+     "defaults to True in yours; left out, it is False: no mask"),
+    (mask_sized_by_dim_1, "boundary cases", "(2, 2, 3, 16), k (2, 2, 7, 16), v (2, 2, 7, 6)"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("wrong, check, words", UNLISTED, ids=lambda x: getattr(x, "__name__", ""))
+def test_unlisted_mistake_fails_with_its_counterexample(wrong, check, words):
+    result = statuses(wrong)
+    assert_fails_with(result, check, words)
+    assert result[check][1].startswith("for q (")
+    named = [name for name, (s, _) in result.items() if s != PASS and name not in DIFF_CHECKS]
+    assert not named, f"a named check catches it after all: {named}; move it to WRONG"
+
+
+def test_a_changed_input_is_named():
+    result = statuses(scales_q_in_place)
+    assert_fails_with(
+        result, "boundary cases", "your attention() changed its argument q (q's values"
+    )
+
+
+def test_generated_inputs_find_a_small_counterexample():
+    from llmlab.checks.ex01_attention import DIFF
+
+    with pytest.raises(CheckFailed) as failure:
+        DIFF.check_generated(mask_sized_by_dim_1)
+    assert str(failure.value).startswith("for q (1, 2, 1, 1), k (1, 2, 1, 1), v (1, 2, 1, 1)")

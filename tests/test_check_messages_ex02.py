@@ -298,3 +298,48 @@ def test_report_prints_one_line_per_check(capsys):
         line for line in capsys.readouterr().out.strip().splitlines() if not line.startswith("All ")
     ]
     assert [line.split()[0] for line in lines] == [PASS] * len(CHECKS)
+
+
+def merge_into_float32_zeros(y):  # torch.zeros is float32 whatever y is
+    B, H, T, D = y.shape
+    out = torch.zeros(B, T, H * D)
+    for h in range(H):
+        out[:, :, h * D : (h + 1) * D] = y[:, h]
+    return out
+
+
+def mha_in_float32(x, w_q, w_k, w_v, w_o, n_heads):
+    return SOL.multi_head_attention(*(t.float() for t in (x, w_q, w_k, w_v, w_o)), n_heads)
+
+
+def split_with_assert(x, n_heads):  # the wrong kind of error: AssertionError, not ValueError
+    assert x.size(-1) % n_heads == 0, "n_heads must divide the width"
+    return SOL.split_heads(x, n_heads)
+
+
+# Mistakes every named check let through before issue #24; the differential checks show the input.
+UNLISTED = [
+    (dict(merge=merge_into_float32_zeros), "merge: boundary cases",
+     "for x of shape (1, 2, 1, 3) (float64) (float64 stays float64) your merge_heads() returned a "
+     "result that is torch.float32, not torch.float64"),
+    (dict(mha=mha_in_float32), "attention: boundary cases",
+     "for x of shape (3, 4, 8) (float64), n_heads=4 (float64 stays float64) your "
+     "multi_head_attention() returned a result that is torch.float32, not torch.float64"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("kwargs, check, words", UNLISTED, ids=["merge", "mha"])
+def test_unlisted_mistake_fails_with_its_counterexample(kwargs, check, words):
+    result = results(**kwargs)
+    assert_fails_with(result, check, words)
+    named = [name for name, (s, _) in result.items() if s != PASS and ":" not in name]
+    assert not named, f"a named check catches it after all: {named}; move it to WRONG"
+
+
+def test_the_stated_error_must_be_a_value_error():
+    result = results(split=split_with_assert)
+    assert_fails_with(result, "split: boundary cases", "raised AssertionError (n_heads must divide")
+    assert (
+        "; it should raise ValueError (n_heads (5) must divide the width (12)"
+        in (result["split: boundary cases"][1])
+    )

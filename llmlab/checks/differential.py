@@ -33,6 +33,7 @@ import inspect
 import math
 import random
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -423,6 +424,18 @@ def changed(before, after, label: str = "the input", depth: int = 0) -> str | No
 # ---- the check -------------------------------------------------------------------------------
 
 
+@contextmanager
+def _one_thread():
+    """Torch on one thread while a check runs: its tensors are tiny, and with another program on
+    a core, idle OpenMP threads that spin waiting for each other made a check 10x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 class _Stop(Exception):
     """The time or call budget ran out while shrinking."""
 
@@ -561,10 +574,11 @@ class Differential:
     # -- the three sets --
 
     def _first(self, function, cases):
-        for c in cases:
-            message = self.disagreement(function, c)
-            if message:
-                raise CheckFailed(message)
+        with _one_thread():
+            for c in cases:
+                message = self.disagreement(function, c)
+                if message:
+                    raise CheckFailed(message)
 
     def check_examples(self, function) -> str:
         self._first(function, self.examples)
@@ -581,6 +595,10 @@ class Differential:
         return draw.choices, c, self.disagreement(function, c)
 
     def check_generated(self, function) -> str:
+        with _one_thread():
+            return self._generated(function)
+
+    def _generated(self, function) -> str:
         rng = random.Random(self.seed)
         start = time.perf_counter()
         for i in range(self.n_generated):

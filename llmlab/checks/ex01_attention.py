@@ -16,6 +16,7 @@ import math
 import torch
 
 from llmlab.checks import CheckFailed, close, crashed, describe_difference, diagnose, run_checks
+from llmlab.checks.differential import Difference, Differential, case, differs, reference
 
 
 def _inputs(*batch, t=5, s=7, d_k=16, d_v=6, dtype=torch.float32, scale=1.0, seed=0):
@@ -371,6 +372,123 @@ def check_large_scores(attention):
     return "stable when scores are large"
 
 
+# ---- differential: the learner's function against the reference, input by input --------------
+def _qkv_of(c):
+    q, k, v = c.args[:3]
+    return q, k, v, c.kwargs.get("causal", c.args[3] if len(c.args) > 3 else False)
+
+
+def _show_qkv(c):
+    q, k, v, causal = _qkv_of(c)
+    given = "causal" in c.kwargs or len(c.args) > 3
+    tail = f" and causal={causal}" if given else " (causal left out)"
+    return (
+        f"q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)} "
+        f"({str(q.dtype).replace('torch.', '')}){tail}"
+    )
+
+
+def _compare(got, expected, c):
+    """(output, weights), each in the inputs' dtype, within float32's (or float64's) tolerance
+    scaled by the largest score (softmax of scores in the thousands amplifies rounding)."""
+    if not (isinstance(got, tuple) and len(got) == 2 and all(torch.is_tensor(t) for t in got)):
+        return Difference("", got, expected, "is not a tuple (output, weights) of two tensors")
+    q, k, v, _ = _qkv_of(c)
+    for i, name in enumerate(("output", "weights")):
+        if got[i].dtype != q.dtype:
+            return Difference(f" {name}", got[i], expected[i], f"is {got[i].dtype}, not {q.dtype}")
+    largest = (q.double() @ k.double().transpose(-2, -1)).abs().max().item() / math.sqrt(q.size(-1))
+    tol = 2e-5 * max(1.0, largest)  # float32's, whatever the inputs: computing in float32 is fine
+    for i, name in enumerate(("output", "weights")):
+        found = differs(got[i], expected[i], rtol=tol, atol=tol, where=name)
+        if found:
+            return found
+    return None
+
+
+def _named(c, got, expected):
+    """The classic mistake the answer matches, among those that change the answer here."""
+    q, k, v, causal = _qkv_of(c)
+    right = _reference(q, k, v, causal)
+    left_out = "causal" not in c.kwargs and len(c.args) < 4
+    if left_out and q.size(-2) <= k.size(-2):
+        masked = _reference(q, k, v, True)
+        if not close(masked[0], right[0]) and close(got[0], masked[0]):
+            return "causal defaults to True in yours; left out, it is False: no mask"
+    for message, kw in _SCALE_MISTAKES + (_MASK_MISTAKES if causal else []):
+        wrong = _reference(q, k, v, causal, **kw)
+        same = [
+            torch.allclose(w, r, atol=1e-6, rtol=1e-6, equal_nan=True) for w, r in zip(wrong, right)
+        ]
+        if all(same):
+            continue  # this mistake gives the right answer on this input
+        for which in (0, 1):
+            if diagnose(got[which], [(message, wrong[which])]):
+                return message
+    return None
+
+
+def _crash_cause(fn, c, error):
+    q, k, v, causal = _qkv_of(c)
+    return _crash_hint(fn, q, k, v, causal)
+
+
+def _tensors(draw, *lead, t, s, d_k, d_v, dtype, scale=1.0):
+    return (
+        draw.tensor(*lead, t, d_k, dtype=dtype, scale=scale),
+        draw.tensor(*lead, s, d_k, dtype=dtype, scale=scale),
+        draw.tensor(*lead, s, d_v, dtype=dtype),
+    )
+
+
+def _generate(draw):
+    """Any shapes the task allows: no batch, a batch, a batch and heads; T <= S when causal."""
+    lead = draw.choice([(), (draw.integer(1, 3),), (draw.integer(1, 2), draw.integer(1, 3))])
+    causal = draw.choice(["left out", False, True])
+    s = draw.integer(1, 8)
+    t = draw.integer(1, s) if causal is True else draw.integer(1, 8)
+    dtype = draw.choice([torch.float32, torch.float64])
+    q, k, v = _tensors(
+        draw, *lead, t=t, s=s, d_k=draw.integer(1, 16), d_v=draw.integer(1, 8), dtype=dtype
+    )
+    return case(q, k, v) if causal == "left out" else case(q, k, v, causal=causal)
+
+
+def _row(*lead, t, s, d_k=16, d_v=6, seed=0, dtype=torch.float32, scale=1.0):
+    q, k, v = _inputs(*lead, t=t, s=s, d_k=d_k, d_v=d_v, seed=seed, dtype=dtype, scale=scale)
+    return q, k, v
+
+
+DIFF = Differential(
+    reference("01_attention", "attention"),
+    boundaries=[
+        case(*_row(t=5, s=7)).because("no leading dimensions: one (T, d_k) matrix"),
+        case(*_row(2, t=5, s=7), causal=False).because("a batch; d_k != d_v: divide by sqrt(d_k)"),
+        case(*_row(2, 3, t=4, s=6, seed=1), causal=False).because("a batch and heads"),
+        case(*_row(2, t=5, s=7)).because("causal left out means causal=False"),
+        case(*_row(2, t=6, s=6, seed=2), causal=True).because("causal, T = S"),
+        case(*_row(2, 2, t=3, s=7, seed=3), causal=True).because(
+            "causal, T < S: query i sits at position S - T + i"
+        ),
+        case(*_row(2, t=1, s=7, seed=4), causal=True).because(
+            "causal, one query after the cache: it sees every key, itself included"
+        ),
+        case(*_row(t=1, s=1, d_k=1, d_v=1, seed=5), causal=True).because("one query, one key"),
+        case(*_row(2, t=5, s=7, dtype=torch.float64), causal=True).because(
+            "float64 in, float64 out"
+        ),
+        case(*_row(1, t=4, s=4, d_k=8, d_v=8, scale=30.0), causal=False).because(
+            "scores in the thousands: softmax must not overflow"
+        ),
+    ],
+    generate=_generate,
+    n_generated=100,
+    compare=_compare,
+    diagnose=_named,
+    explain_crash=_crash_cause,
+    show_input=_show_qkv,
+)
+
 CHECKS = [
     ("returns a pair", check_returns_pair),
     ("shapes", check_shapes),
@@ -382,6 +500,7 @@ CHECKS = [
     ("causal after a cache", check_causal_after_cache),
     ("heads dimension", check_heads),
     ("large scores", check_large_scores),
+    *DIFF.checks(),
 ]
 
 

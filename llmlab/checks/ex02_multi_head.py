@@ -20,6 +20,7 @@ from llmlab.checks import (
     diagnose,
     run_checks,
 )
+from llmlab.checks.differential import Difference, Differential, case, differs, reference
 from llmlab.model import CausalSelfAttention, GPTConfig
 
 
@@ -434,22 +435,161 @@ def check_mha_head_counts(multi_head_attention):
     return "also matches with 1, 2 and 8 heads"
 
 
+# ---- differential: each function against the reference, input by input ------------------------
+def _same_dtype(got, expected, c, rtol=None, atol=None):
+    """A tensor of the input's dtype, equal to the reference within float32's tolerance."""
+    if not torch.is_tensor(got):
+        return Difference("", got, expected, "is not a tensor")
+    if got.dtype != c.args[0].dtype:
+        return Difference("", got, expected, f"is {got.dtype}, not {c.args[0].dtype}")
+    return differs(got, expected, rtol=rtol, atol=atol)
+
+
+def _exact(got, expected, c):
+    """Splitting and merging move numbers without arithmetic: bit for bit."""
+    return _same_dtype(got, expected, c, rtol=0.0, atol=0.0)
+
+
+def _shape_of(c):
+    x = c.args[0]
+    rest = "".join(f" and {k}={v}" for k, v in c.kwargs.items())
+    rest += "".join(f" and n_heads={v}" for v in c.args[1:2] if isinstance(v, int))
+    return f"x of shape {tuple(x.shape)} ({str(x.dtype).replace('torch.', '')}){rest}"
+
+
+def _widths(draw):
+    head_dim, n_heads = draw.integer(1, 4), draw.integer(1, 4)
+    return n_heads, head_dim
+
+
+def _generate_split(draw):
+    n_heads, head_dim = _widths(draw)
+    width = n_heads * head_dim + (
+        draw.integer(1, n_heads - 1) if draw.boolean(0.2) and n_heads > 1 else 0
+    )
+    dtype = draw.choice([torch.float32, torch.float64])
+    x = draw.tensor(draw.integer(1, 3), draw.integer(1, 4), width, dtype=dtype)
+    return case(x, n_heads)
+
+
+def _generate_merge(draw):
+    n_heads, head_dim = _widths(draw)
+    dtype = draw.choice([torch.float32, torch.float64])
+    y = draw.tensor(draw.integer(1, 3), n_heads, draw.integer(1, 4), head_dim, dtype=dtype)
+    if draw.boolean():  # as split_heads returns it: a transposed, non-contiguous view
+        y = y.transpose(1, 2).contiguous().transpose(1, 2)
+    return case(y)
+
+
+def _weights(draw, width, dtype):
+    return [draw.tensor(width, width, dtype=dtype, scale=width**-0.5) for _ in range(4)]
+
+
+def _generate_mha(draw):
+    n_heads, head_dim = _widths(draw)
+    width, dtype = n_heads * head_dim, draw.choice([torch.float32, torch.float64])
+    x = draw.tensor(draw.integer(1, 3), draw.integer(1, 5), width, dtype=dtype)
+    return case(x, *_weights(draw, width, dtype), n_heads)
+
+
+def _mha_row(B, T, C, H, seed=0, dtype=torch.float32):
+    x = _randn(B, T, C, seed=seed, dtype=dtype)
+    ws = [_randn(C, C, seed=seed + i + 1, dtype=dtype) / math.sqrt(C) for i in range(4)]
+    return case(x, *ws, H)
+
+
+def _show_mha(c):
+    x, H = c.args[0], c.args[5]
+    return f"x of shape {tuple(x.shape)} ({str(x.dtype).replace('torch.', '')}), n_heads={H}"
+
+
+def _mha_named(c, got, expected):
+    x, *weights, H = c.args
+    if not torch.is_tensor(got):
+        return None
+    named = _diagnose(got, x, weights, H)
+    return None if " by up to " in named or " contain" in named else named
+
+
+def _split_named(c, got, expected):
+    x, H = c.args
+    if not torch.is_tensor(got) or x.size(-1) % H:
+        return None
+    B, T, C = x.shape
+    if tuple(got.shape) == tuple(expected.shape):
+        if torch.equal(got, x.reshape(B, H, T, C // H)) and not torch.equal(got, expected):
+            return "reshape to (B, T, n_heads, head_dim) first, then transpose(1, 2)"
+    return None
+
+
+SPLIT_DIFF = Differential(
+    reference("02_multi_head", "split_heads"),
+    boundaries=[
+        case(_randn(2, 5, 12), 3).because("head h holds features h*head_dim ... of each token"),
+        case(_randn(2, 5, 12), 1).because("one head: the whole width"),
+        case(_randn(2, 5, 12), 12).because("as many heads as features: head_dim 1"),
+        case(_randn(1, 1, 4), 2).because("one sequence of one token"),
+        case(_randn(2, 3, 6, dtype=torch.float64), 2).because("float64 stays float64"),
+        case(_randn(2, 3, 12), 5).because("n_heads must divide d_model: ValueError"),
+    ],
+    generate=_generate_split,
+    compare=_exact,
+    diagnose=_split_named,
+    show_input=_shape_of,
+)
+
+MERGE_DIFF = Differential(
+    reference("02_multi_head", "merge_heads"),
+    boundaries=[
+        case(_randn(2, 3, 5, 4)).because("(B, H, T, D) back to (B, T, H * D)"),
+        case(_randn(2, 3, 5, 4).transpose(1, 2).contiguous().transpose(1, 2)).because(
+            "the non-contiguous view split_heads returns"
+        ),
+        case(_randn(2, 1, 5, 4)).because("one head"),
+        case(_randn(2, 4, 3, 1)).because("head_dim 1"),
+        case(_randn(1, 2, 1, 3, dtype=torch.float64)).because("float64 stays float64"),
+    ],
+    generate=_generate_merge,
+    compare=_exact,
+    show_input=_shape_of,
+)
+
+MHA_DIFF = Differential(
+    reference("02_multi_head", "multi_head_attention"),
+    boundaries=[
+        _mha_row(2, 5, 12, 3).because("causal attention in every head, then w_o"),
+        _mha_row(2, 5, 12, 1, seed=1).because("one head: plain attention"),
+        _mha_row(2, 5, 12, 12, seed=2).because("as many heads as features"),
+        _mha_row(2, 1, 8, 2, seed=3).because("one token: it sees only itself"),
+        _mha_row(3, 4, 8, 4, seed=4, dtype=torch.float64).because("float64 stays float64"),
+    ],
+    generate=_generate_mha,
+    n_generated=60,
+    compare=lambda got, expected, c: _same_dtype(got, expected, c),
+    diagnose=_mha_named,
+    show_input=_show_mha,
+)
+
+
 SPLIT_CHECKS = [
     ("split shape", check_split_shape),
     ("split order", check_split_order),
     ("split error", check_split_error),
+    *SPLIT_DIFF.checks(prefix="split: "),
 ]
 # The merge checks get (split_heads, merge_heads): the round trip needs both.
 MERGE_CHECKS = [
     ("merge shape", check_merge_shape),
     ("merge order", check_merge_order),
     ("round trip", check_round_trip),
+    *MERGE_DIFF.checks(pick=lambda fns: fns[1], prefix="merge: "),
 ]
 MHA_CHECKS = [
     ("attention shape", check_mha_shape),
     ("no peeking", check_mha_causal),
     ("matches the engine", check_mha_engine),
     ("any number of heads", check_mha_head_counts),
+    *MHA_DIFF.checks(prefix="attention: "),
 ]
 CHECKS = SPLIT_CHECKS + MERGE_CHECKS + MHA_CHECKS
 
