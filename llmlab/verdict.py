@@ -259,7 +259,11 @@ def trend_of(comparison, order: Sequence, *, tie: float = 0.05, what: str,
     elif "faster" in steps and "slower" in steps:
         kind, text = "mixed", f"{what} goes up and down, beyond this run's intervals"
     else:
-        kind, text = "unresolved", f"{what}: its shape is not resolved on this run ({span})"
+        kind = "unresolved"
+        text = (
+            f"{what} shows no shape this run can resolve ({first:.3g} to {last:.3g} ms; "
+            f"{_interval_text(ends)} on their ratio)"
+        )
     return _record("trend_of", kind, text, steps=steps, end=end_kind, vs_first=vs_first, tie=tie)
 
 
