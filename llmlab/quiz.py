@@ -249,17 +249,45 @@ def guard_mathjax(script: str) -> str:
     return _MATHJAX_TEST.sub(_MATHJAX_GUARDED, script)
 
 
+# jupyterquiz's markup has no labels, no live feedback and colours below WCAG AA contrast;
+# _static/quiz_a11y.js and .css mend that (see them). The book loads both on every page; the
+# notebook output carries them too, for JupyterLab, where the book's files are not loaded.
+QUIZ_A11Y = ROOT / "_static" / "quiz_a11y"
+_QUIZ_DIV = re.compile(r'<div id="([A-Za-z]+)" data-shufflequestions=')
+
+
+def quiz_a11y_files() -> tuple[str, str]:
+    """The quizzes' accessibility layer: (CSS, JavaScript) from _static/quiz_a11y.*."""
+    css, js = QUIZ_A11Y.with_suffix(".css"), QUIZ_A11Y.with_suffix(".js")
+    for path in (css, js):
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing: the quizzes need it (see llmlab/quiz.py)")
+    return css.read_text(encoding="utf-8"), js.read_text(encoding="utf-8")
+
+
 def _display_guarded(display_quiz, questions):
-    """Run jupyterquiz's display_quiz, then show its outputs with guard_mathjax applied."""
+    """Run jupyterquiz's display_quiz, then show its outputs with guard_mathjax applied and the
+    accessibility layer (quiz_a11y_files) added: its CSS to the HTML, its script to the
+    JavaScript, which then enhances this quiz once jupyterquiz has drawn it."""
     from IPython.display import publish_display_data
     from IPython.utils.capture import capture_output
 
+    css, js = quiz_a11y_files()
     with capture_output(stdout=False, stderr=False) as captured:
         display_quiz(questions, shuffle_answers=False)
+    div_id = None
     for output in captured.outputs:
         data = dict(output.data)
+        if "text/html" in data and (found := _QUIZ_DIV.search(data["text/html"])):
+            div_id = found[1]
+            data["text/html"] += f"<style>\n{css}</style>"
         if "application/javascript" in data:
-            data["application/javascript"] = guard_mathjax(data["application/javascript"])
+            if div_id is None:
+                raise RuntimeError("jupyterquiz's script came before its container div")
+            data["application/javascript"] = (
+                guard_mathjax(data["application/javascript"])
+                + f"\n{js}\nwindow.llmlabQuizA11yWhenDrawn({json.dumps(div_id)});\n"
+            )
         publish_display_data(data, output.metadata)
 
 

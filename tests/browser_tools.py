@@ -194,9 +194,7 @@ def npm_package_file(package: str, version: str, member: str) -> Path:
         return target
     npm = shutil.which("npm")
     if npm is None:
-        skip_or_fail(
-            "npm is not installed (needed to fetch the widget manager for the widget test)"
-        )
+        skip_or_fail(f"npm is not installed (needed to fetch {package} for the browser tests)")
     folder.mkdir(parents=True, exist_ok=True)
     # Two test workers may want the same package at once: each packs and unpacks into its own
     # folder, then moves the result into place; the second move finds it there and uses it.
@@ -277,3 +275,47 @@ def layout_problems(page, max_shrink: float = MAX_IMAGE_SHRINK) -> dict:
     """What does not fit the page's column: blocks that scroll sideways or spill out of it
     (code, outputs, tables), and figures shown so small that their text is illegible."""
     return page.evaluate(LAYOUT_JS, max_shrink)
+
+
+# --- axe-core, the accessibility checker (tests/test_a11y.py, tests/test_quiz_browser.py) ---
+
+AXE_VERSION = "4.14.1"
+# WCAG 2.0 and 2.1, levels A and AA, and axe's best practices.
+AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"]
+
+RUN_AXE_JS = """async ([context, options]) => {
+  const results = await axe.run(context || document, options);
+  return results.violations.map(v => ({
+    id: v.id, impact: v.impact, help: v.help, helpUrl: v.helpUrl,
+    nodes: v.nodes.map(n => ({
+      target: n.target.map(t => Array.isArray(t) ? t.join(' ') : t).join(' > '),
+      html: n.html.slice(0, 160),
+      summary: (n.failureSummary || '').slice(0, 300),
+    })),
+  }));
+}"""
+
+
+def axe_violations(page, context=None, rules=None) -> list[dict]:
+    """Run axe-core (npm pack axe-core@AXE_VERSION, injected into the page) on the page or on
+    `context` (a CSS selector); the WCAG 2.0/2.1 A and AA rules and best practices, or only
+    `rules` (rule ids). Returns the violations: id, impact, help, and the elements (nodes)."""
+    axe = npm_package_file("axe-core", AXE_VERSION, "axe.min.js")
+    if not page.evaluate("typeof window.axe !== 'undefined'"):
+        page.add_script_tag(path=str(axe))
+    run_only = {"type": "rule", "values": rules} if rules else {"type": "tag", "values": AXE_TAGS}
+    return page.evaluate(
+        RUN_AXE_JS, [context, {"runOnly": run_only, "resultTypes": ["violations"]}]
+    )
+
+
+def describe_violations(where: str, violations: list[dict], per_rule: int = 8) -> str:
+    """One line per rule (where, rule, impact, help), then its elements (selector and HTML)."""
+    lines = []
+    for v in violations:
+        lines.append(f"{where}: {v['id']} ({v['impact']}): {v['help']} ({v['helpUrl']})")
+        for node in v["nodes"][:per_rule]:
+            lines.append(f"    {node['target']}  {node['html']}")
+        if len(v["nodes"]) > per_rule:
+            lines.append(f"    ... and {len(v['nodes']) - per_rule} more")
+    return "\n".join(lines)

@@ -16,7 +16,13 @@ from urllib.parse import urljoin
 
 import nbformat
 import pytest
-from browser_tools import ConsoleLog, screenshot_path, static_server
+from browser_tools import (
+    ConsoleLog,
+    axe_violations,
+    describe_violations,
+    screenshot_path,
+    static_server,
+)
 from nbclient import NotebookClient
 from notebook_tools import ROOT
 
@@ -134,6 +140,108 @@ def expect_feedback(feedback, verdict, text, name, i):
     assert verdict in classes, f"{name} question {i + 1}: feedback marked {classes}, not {verdict}"
     shown = feedback.inner_text()
     assert html.unescape(text)[:60] in shown, f"{name} question {i + 1}: feedback {shown!r}"
+
+
+IS_FOCUSED_JS = "el => document.activeElement === el"
+FOCUS_IN_QUIZ_JS = """el => {
+  const now = document.activeElement;
+  if (now === el) return 'here';
+  const next = el.closest('.Quiz').nextElementSibling;
+  if (next && now === next.querySelector('input.Input-text')) return 'next';
+  return now ? now.outerHTML.slice(0, 80) : null;
+}"""
+FOCUS_RING_JS = """el => {
+  const ring = el.closest('label') || el;
+  const style = getComputedStyle(ring);
+  return style.outlineStyle !== 'none' && parseFloat(style.outlineWidth) >= 2;
+}"""
+
+
+def tab_to(page, target, name, i, forward=True, max_presses=80):
+    """Press Tab (Shift+Tab backwards) until `target` has the keyboard focus."""
+    handle = target.element_handle()
+    for _ in range(max_presses):
+        page.keyboard.press("Tab" if forward else "Shift+Tab")
+        if page.evaluate(IS_FOCUSED_JS, handle):
+            assert page.evaluate(FOCUS_RING_JS, handle), (
+                f"{name} question {i + 1}: the focused answer shows no focus ring"
+            )
+            return
+    pytest.fail(f"{name} question {i + 1}: {max_presses} Tab presses never reached the answer")
+
+
+def answer_every_question_by_keyboard(page, questions, name):
+    """The keyboard alone: Tab to an answer, Space (a wrong one) or Enter (the right one) to
+    choose it, or type a number and press Enter; each question is a group named by its text,
+    each answer has a name, and the feedback is a live region that a screen reader announces."""
+    quizzes = page.locator(".Quiz")
+    quizzes.first.wait_for(state="visible", timeout=20_000)
+    assert quizzes.count() == len(questions), f"{name}: {quizzes.count()} questions shown"
+    page.locator("body").focus()
+    for i, q in enumerate(questions):
+        box = quizzes.nth(i)
+        assert box.get_attribute("role") == "group", f"{name} question {i + 1}: not a group"
+        label_id = box.get_attribute("aria-labelledby")
+        assert label_id and page.locator(f"#{label_id}").inner_text().strip(), (
+            f"{name} question {i + 1}: the group is not named by the question"
+        )
+        feedback = box.locator(".Feedback")
+        assert feedback.get_attribute("role") == "status", f"{name} question {i + 1}: role"
+        assert feedback.get_attribute("aria-live") == "polite", f"{name} question {i + 1}"
+        wrong = next(a for a in q["answers"] if not a.get("correct"))
+        right = next(a for a in q["answers"] if a.get("correct"))
+        if q["type"] == "numeric":
+            field = box.locator("input.Input-text")
+            labels = field.evaluate("el => Array.from(el.labels).map(l => l.innerText.trim())")
+            assert labels and labels[0], f"{name} question {i + 1}: the answer box has no label"
+            tab_to(page, field, name, i)
+            for answer, verdict in ((wrong, "incorrect"), (right, "correct")):
+                if "value" in answer:
+                    value = answer["value"]
+                else:
+                    value = sum(answer["range"]) / 2
+                page.keyboard.press("Control+A")  # the box keeps the last answer typed
+                page.keyboard.type(str(value))
+                page.keyboard.press("Enter")
+                expect_feedback(feedback, verdict, answer["feedback"], name, i)
+                # The focus stays in the box to try again; jupyterquiz moves it on to the next
+                # question's box after a right answer, when the next question is numeric.
+                focus = page.evaluate(FOCUS_IN_QUIZ_JS, field.element_handle())
+                assert focus == "here" or (verdict == "correct" and focus == "next"), (
+                    f"{name} question {i + 1}: after Enter the focus is {focus!r}"
+                )
+            continue
+        inputs = box.locator("label.MCButton input")
+        names = inputs.evaluate_all("els => els.map(e => e.labels[0].innerText.trim())")
+        assert all(names), f"{name} question {i + 1}: an answer without a name: {names}"
+        wrong_at, right_at = q["answers"].index(wrong), q["answers"].index(right)
+        tab_to(page, inputs.nth(wrong_at), name, i)
+        page.keyboard.press("Space")
+        expect_feedback(feedback, "incorrect", wrong["feedback"], name, i)
+        tab_to(page, inputs.nth(right_at), name, i, forward=right_at > wrong_at)
+        page.keyboard.press("Enter")
+        expect_feedback(feedback, "correct", right["feedback"], name, i)
+        checked = inputs.evaluate_all("els => els.map(e => e.checked)")
+        assert checked == [j == right_at for j in range(len(checked))], (
+            f"{name} question {i + 1}: checked answers {checked} after choosing {right_at + 1}"
+        )
+    page.evaluate("document.getAnimations().forEach(a => a.finish())")
+    found = axe_violations(page, ".Quiz")
+    assert not found, describe_violations(f"{name}, every question answered", found)
+
+
+@pytest.mark.parametrize("name", CHAPTER_QUIZZES)
+def test_chapter_quiz_by_keyboard(open_url, chapter_quiz_site, name):
+    page, console = open_url(chapter_quiz_site, f"chapters/{name}.html")
+    answer_every_question_by_keyboard(page, quiz.load_quiz(name)["questions"], name)
+    assert not console.unexpected, f"{name}: console errors: {console.unexpected}"
+
+
+def test_misconception_questions_by_keyboard_on_the_quiz_page(open_url, book_site):
+    page, console = open_url(book_site, "quiz.html")
+    questions = quiz.load_quiz("misconceptions")["questions"]
+    answer_every_question_by_keyboard(page, questions, "misconceptions")
+    assert not console.unexpected, f"quiz page: console errors: {console.unexpected}"
 
 
 @pytest.mark.parametrize("name", CHAPTER_QUIZZES)
