@@ -452,6 +452,8 @@ def test_the_usage_event_only_when_asked_for(tiny):
     asked = events({"stream_options": {"include_usage": True}})
     assert asked[-1]["choices"] == [] and asked[-1]["usage"]["completion_tokens"] == 3
     assert all(e["usage"] is None for e in asked[:-1])
+    every = events({"stream_options": {"include_usage": True, "continuous_usage_stats": True}})
+    assert [e["usage"]["completion_tokens"] for e in every] == [1, 2, 3, 3]  # vLLM's extension
 
 
 def test_chat_completions_use_the_stated_template(agreement):

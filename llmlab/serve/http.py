@@ -164,6 +164,7 @@ class Completion:
     stops: list[str]
     stream: bool
     include_usage: bool = False
+    continuous_usage: bool = False  # vLLM's continuous_usage_stats: usage in every event
     logprobs: int | None = None
     echo: bool = False
     chat: bool = False
@@ -241,12 +242,19 @@ def parse_completion(body: bytes, served: ServedModel, chat: bool = False) -> Co
     stream = _flag(data, "stream")
     options = data.get("stream_options")
     if options is not None:
-        if not isinstance(options, dict) or set(options) - {"include_usage"}:
-            message = f'stream_options must be {{"include_usage": true or false}}, got {options!r}'
-            raise ApiError(400, message, "stream_options")
+        if not isinstance(options, dict) or set(options) - {
+            "include_usage",
+            "continuous_usage_stats",
+        }:
+            message = (
+                'stream_options must be {"include_usage": true or false} (and vLLM\'s '
+                f'"continuous_usage_stats"), got {options!r}'
+            )
+            raise ApiError(400, message[:300], "stream_options")
         if not stream:
             raise ApiError(400, "stream_options needs stream: true", "stream_options")
     include_usage = _flag(options or {}, "include_usage")
+    continuous_usage = _flag(options or {}, "continuous_usage_stats")
     n = data.get("n")
     if n is not None and (not _is_int(n) or n != 1):
         raise ApiError(400, f"n must be 1 (one answer per request), got {n!r}", "n")
@@ -276,6 +284,7 @@ def parse_completion(body: bytes, served: ServedModel, chat: bool = False) -> Co
         _stops(data.get("stop")),
         stream,
         include_usage,
+        continuous_usage,
         logprobs,
         echo,
         chat,
@@ -844,6 +853,8 @@ async def stream_events(loop: EngineLoop, ticket: Ticket, out: Answer, head: dic
                 choice["logprobs"] = out.logprobs(entries)
             first = False
             chunk = head | {"choices": [choice | {"finish_reason": out.finish}]} | nothing
+            if out.c.continuous_usage:
+                chunk["usage"] = usage(ticket, len(out.tokens))
             if out.finish is not None:
                 chunk["llmlab_timeline"] = timeline(ticket, len(out.tokens))
             yield sse(chunk)
