@@ -344,7 +344,19 @@ def check_input_unchanged(fns):
 
 
 def check_trained_model(fns):
-    """Quantise the trained model's real cache with the learner's functions; decode one token."""
+    """Quantise the trained model's real cache with the learner's functions; decode one token.
+
+    On one torch thread: the model is tiny, and idle OpenMP threads spinning beside a busy core
+    made this check several times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _trained_model(fns)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _trained_model(fns):
     from llmlab.checkpoint import load_agreement_model
 
     model = load_agreement_model()
