@@ -513,3 +513,84 @@ def check_explorer_redraws(page, notebook):
         f"the head slider did not move ({readout_before} -> {readout_after})"
     )
     explorer.screenshot(path=screenshot_path("lab", notebook.removesuffix(".ipynb") + "_explorer"))
+
+
+def test_chapter_1_slider_and_quiz_by_keyboard(browser, lab):
+    """The keyboard alone in JupyterLab, on chapter 1 after Run All: Tab goes from the attention
+    explorer's "layer" slider (past its readout) to its "head" slider, which the arrow keys move
+    (the heatmap redraws); Tab reaches an answer of the closing quiz, Space and Enter choose (the notebook
+    does not take Enter as "edit this cell"), and the feedback is a live region."""
+    from llmlab import quiz
+
+    context, page = run_all_cells(browser, lab, WIDGET_NOTEBOOK)
+    try:
+        explorer = (
+            page.locator(f"{ACTIVE} .jp-OutputArea-output .widget-vbox")
+            .filter(has=page.locator(".widget-slider"))
+            .first
+        )
+        explorer.scroll_into_view_if_needed()
+        sliders = explorer.locator(".widget-slider")
+        layer = sliders.filter(has_text="layer").first.locator(".noUi-handle").first
+        head = sliders.filter(has_text="head").first.locator(".noUi-handle").first
+        head.wait_for(state="visible", timeout=30_000)
+        layer.focus()
+        passed = []  # the layer slider's readout (a box to type a value in) comes first
+        for _ in range(4):
+            page.keyboard.press("Tab")
+            if head.evaluate("el => document.activeElement === el"):
+                break
+            passed.append(page.evaluate("document.activeElement.className"))
+        else:
+            pytest.fail(f"Tab from the layer slider does not reach the head slider: {passed}")
+        image = explorer.locator("img").first
+        before = image.get_attribute("src")
+        readout = sliders.filter(has_text="head").first.locator(".widget-readout")
+        value = readout.inner_text()
+        page.keyboard.press("ArrowRight")
+        page.wait_for_function(
+            "([el, old]) => { const img = el.querySelector('img');"
+            " return img && img.src !== old && img.naturalWidth > 0; }",
+            arg=[explorer.element_handle(), before],
+            timeout=30_000,
+        )
+        assert readout.inner_text() != value, "the arrow key did not move the head slider"
+
+        questions = quiz.load_quiz("ch01")["questions"]
+        first, box = questions[0], page.locator(f"{ACTIVE} .Quiz").first
+        box.scroll_into_view_if_needed()
+        assert box.get_attribute("role") == "group"
+        feedback = box.locator(".Feedback")
+        assert feedback.get_attribute("aria-live") == "polite"
+        inputs = box.locator("label.MCButton input")
+        wrong = next(a for a in first["answers"] if not a["correct"])
+        right = next(a for a in first["answers"] if a["correct"])
+        box.locator('[id^="quizQn"]').click()  # into the output, as a reader reading it
+        at = -1
+        for answer, key in ((wrong, "Space"), (right, "Enter")):
+            index = first["answers"].index(answer)
+            target = inputs.nth(index).element_handle()
+            for _ in range(len(first["answers"]) + 1):
+                page.keyboard.press("Tab" if index > at else "Shift+Tab")
+                if target.evaluate("el => document.activeElement === el"):
+                    break
+            else:
+                pytest.fail(f"Tab does not reach the answer {answer['answer']!r}")
+            at = index
+            page.keyboard.press(key)
+            verdict = "correct" if answer["correct"] else "incorrect"
+            feedback.wait_for(state="visible", timeout=5000)
+            page.wait_for_function(
+                "([el, v]) => el.classList.contains(v)",
+                arg=[feedback.element_handle(), verdict],
+                timeout=5000,
+            )
+            assert html.unescape(answer["feedback"])[:50] in feedback.inner_text()
+            # Still reading the notebook: no cell was put into edit mode by the key.
+            assert page.locator(f"{ACTIVE} .jp-Notebook.jp-mod-editMode").count() == 0, (
+                f"{key} on a quiz answer put the notebook into edit mode"
+            )
+        page.screenshot(path=screenshot_path("lab", "01_qkv_keyboard"), full_page=False)
+    finally:
+        context.close()
+        shut_down_kernels(lab)
