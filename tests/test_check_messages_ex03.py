@@ -342,3 +342,37 @@ def test_bad_arguments_get_clear_errors(call, error, words):
     with pytest.raises(error) as info:
         call()
     assert words in str(info.value)
+
+
+def rope_tensor_positions_only(x, positions):  # positions[:, None] needs a tensor
+    d = x.size(-1)
+    angles = positions[:, None] / 10000 ** (torch.arange(0, d, 2) / d)
+    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+    out = torch.empty_like(x)
+    out[..., 0::2] = x[..., 0::2] * cos - x[..., 1::2] * sin
+    out[..., 1::2] = x[..., 0::2] * sin + x[..., 1::2] * cos
+    return out
+
+
+def rope_sorted_positions(x, positions):
+    return SOLUTION.apply_rope(x, torch.sort(torch.as_tensor(positions)).values)
+
+
+# Mistakes every named check let through before issue #24; the differential checks show the input.
+UNLISTED = [
+    (rope_tensor_positions_only, "B boundary cases",
+     "for x of shape (1, 2) (float32) and positions [3] (a list) (one row, one pair; positions as "
+     "a list) your apply_rope() raised TypeError"),
+    (rope_sorted_positions, "B boundary cases",
+     "and positions [40, 2, 17] (a tensor) (adjacent pairs (2i, 2i + 1), angle positions[t] / "
+     "10000^(2i / d)) your apply_rope() returned "),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("wrong, check, words", UNLISTED, ids=["list positions", "sorted"])
+def test_unlisted_mistake_fails_with_its_counterexample(wrong, check, words):
+    result = statuses(ROPE_CHECKS, wrong, "apply_rope")
+    assert_fails_with(result, check, words)
+    named = [name for name, (s, _) in result.items() if s == FAIL and "cases" not in name
+             and "generated" not in name]  # fmt: skip
+    assert not named, f"a named check catches it after all: {named}; move it to the gallery"

@@ -215,9 +215,14 @@ def test_a_wrong_block_changes_the_trained_model(broken):
     assert status == FAIL and "logits" in message
 
 
-def test_in_place_update_fails_only_its_own_check():
+def test_in_place_update_fails_only_the_checks_that_watch_the_input():
     result = statuses(in_place)
-    assert [name for name, (status, _) in result.items() if status != PASS] == ["input unchanged"]
+    failing = [name for name, (status, _) in result.items() if status != PASS]
+    assert failing == ["input unchanged", "boundary cases", "generated inputs"]
+    for name in failing[1:]:
+        assert (
+            "your block_forward() changed its argument x (x's values changed)" in (result[name][1])
+        )
 
 
 def test_wrong_shape_is_named():
@@ -289,3 +294,21 @@ def test_training_lowers_the_loss():
     inputs, targets = agreement.to_batch(agreement.make_sentences(256, seed=0))
     history = residual.train_layout(model, inputs, targets, steps=30, lr=3e-3, warmup=5)
     assert len(history) == 30 and history[-1] < history[0] and not model.training
+
+
+def casts_the_block_to_float64(block, x):  # "for precision": the caller's block is float64 after
+    block.double()
+    h = x.double()
+    h = h + block.attn(block.ln_1(h))[0]
+    return (h + block.mlp(block.ln_2(h))).float()
+
+
+def test_a_block_changed_by_the_learner_is_named():
+    """Issue #24: a function that casts the caller's model passed the named checks, or was told
+    it raised where the check's own call of the cast block did."""
+    result = statuses(casts_the_block_to_float64)
+    named = [name for name, (s, _) in result.items() if s != PASS and "cases" not in name
+             and "generated" not in name]  # fmt: skip
+    assert not named, f"a named check catches it after all: {named}"
+    assert_fails_with(result, "boundary cases", "your block_forward() changed its argument block "
+                      "(block's ln_1.weight is now torch.float64 (it was torch.float32))")  # fmt: skip

@@ -512,7 +512,7 @@ class Differential:
         NotImplementedError from the learner propagates (the stub: TODO).
         """
         ok, expected = self._expected(c)
-        pristine = copy.deepcopy((c.args, c.kwargs))
+        pristine = (c.args, c.kwargs)  # the case's own values: only copies are ever passed
         args, kwargs = copy.deepcopy((c.args, c.kwargs))
         where = f"for {self.inputs(c)}" + (f" ({c.rule})" if c.rule else "")
         you = f"your {self.name}()"

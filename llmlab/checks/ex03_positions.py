@@ -15,6 +15,7 @@ import math
 import torch
 
 from llmlab.checks import CheckFailed, close, crashed, describe_difference, diagnose, run_checks
+from llmlab.checks.differential import Difference, Differential, case, differs, reference
 
 # ---- Part A: the sinusoidal table ------------------------------------------------------------
 
@@ -391,12 +392,130 @@ def check_rope_relative(apply_rope):
     return "q_m . k_n depends only on m - n"
 
 
+# ---- differential: each function against the reference, input by input ------------------------
+def _table_compare(got, expected, c):
+    """A float32 (n_positions, d_model) tensor within 1e-4 of the formula (float32 angles)."""
+    if not torch.is_tensor(got):
+        return Difference("", got, expected, "is not a tensor")
+    if got.dtype != torch.float32:
+        return Difference("", got, expected, f"is {got.dtype}, not torch.float32")
+    return differs(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def _table_named(c, got, expected):
+    n, d = c.args
+    if not torch.is_tensor(got) or tuple(got.shape) != (n, d):
+        return None
+    named = _diagnose_table(got.detach().double(), n, d)
+    return None if named.startswith("PE differs") else named
+
+
+def _generate_table(draw):
+    return case(draw.integer(1, 64), 2 * draw.integer(1, 16))
+
+
+TABLE_DIFF = Differential(
+    reference("03_positions", "sinusoidal_encoding"),
+    boundaries=[
+        case(1, 2).because("one position, one pair: position 0 is [sin 0, cos 0] = [0, 1]"),
+        case(5, 2).because("one pair: the angle is the position itself"),
+        case(4, 16).because("sin in the even columns, cos in the odd, a pair shares its angle"),
+        case(50, 6).because("a width that is not a power of two: 2i / d_model"),
+    ],
+    generate=_generate_table,
+    compare=_table_compare,
+    diagnose=_table_named,
+)
+
+
+def _rope_compare(got, expected, c):
+    """x's shape and dtype, within float32's rounding of the angles (whatever x's dtype)."""
+    x = c.args[0]
+    if not torch.is_tensor(got):
+        return Difference("", got, expected, "is not a tensor")
+    if got.dtype != x.dtype:
+        return Difference("", got, expected, f"is {got.dtype}, not {x.dtype}")
+    tol = 2e-5 * max(1.0, x.abs().max().item() if x.numel() else 1.0)
+    return differs(got, expected, rtol=tol, atol=tol)
+
+
+def _rope_named(c, got, expected):
+    x, positions = c.args
+    if not torch.is_tensor(got) or got.shape != x.shape:
+        return None
+    positions = torch.as_tensor(positions)
+    right = _rope_ref(x, positions)
+    for message, kw in _ROPE_MISTAKES:
+        wrong = _rope_ref(x, positions, **kw)
+        if not close(wrong, right, **_ROPE_TOL) and close(got, wrong, **_ROPE_TOL):
+            return message
+    return None
+
+
+def _show_rope(c):
+    x, positions = c.args
+    kind = (
+        "a list"
+        if isinstance(positions, list)
+        else "a tuple"
+        if isinstance(positions, tuple)
+        else "a tensor"
+    )
+    values = list(positions.tolist() if torch.is_tensor(positions) else positions)
+    return (
+        f"x of shape {tuple(x.shape)} ({str(x.dtype).replace('torch.', '')}) and positions "
+        f"{values} ({kind})"
+    )
+
+
+def _generate_rope(draw):
+    lead = draw.choice([(), (draw.integer(1, 2),), (draw.integer(1, 2), draw.integer(1, 3))])
+    T, d = draw.integer(1, 5), 2 * draw.integer(1, 8)
+    x = draw.tensor(*lead, T, d, dtype=draw.choice([torch.float32, torch.float64]))
+    start = draw.integer(0, 40)
+    positions = [start + draw.integer(0, 3) * i for i in range(T)]  # ascending, maybe with gaps
+    as_type = draw.choice([torch.tensor, list, tuple])
+    return case(x, as_type(positions))
+
+
+def _rope_row(*shape, positions, seed=0, dtype=torch.float32):
+    return case(_random(*shape, seed=seed).to(dtype), positions)
+
+
+ROPE_DIFF = Differential(
+    reference("03_positions", "apply_rope"),
+    boundaries=[
+        _rope_row(3, 8, positions=torch.tensor([0, 0, 0])).because(
+            "position 0 leaves a row as it is"
+        ),
+        _rope_row(4, 8, positions=torch.tensor([5, 6, 7, 8]), seed=1).because(
+            "positions as given, not 0 .. T-1 (a token after a cache)"
+        ),
+        _rope_row(1, 2, positions=[3], seed=2).because("one row, one pair; positions as a list"),
+        _rope_row(2, 3, 4, 8, positions=torch.tensor([7, 8, 9, 10]), seed=3).because(
+            "(batch, heads, T, d): every head of every sequence"
+        ),
+        _rope_row(2, 6, positions=(1, 9), seed=4, dtype=torch.float64).because(
+            "float64 stays float64; positions as a tuple"
+        ),
+        _rope_row(3, 16, positions=torch.tensor([40, 2, 17]), seed=5).because(
+            "adjacent pairs (2i, 2i + 1), angle positions[t] / 10000^(2i / d)"
+        ),
+    ],
+    generate=_generate_rope,
+    compare=_rope_compare,
+    diagnose=_rope_named,
+    show_input=_show_rope,
+)
+
+
 SINUSOIDAL_CHECKS = [
     ("A shape", check_table_shape),
     ("A dtype", check_table_dtype),
     ("A position 0", check_position_zero),
     ("A values", check_table_values),
     ("A offsets", check_relative_dot_products),
+    *TABLE_DIFF.checks(prefix="A "),
 ]
 
 ROPE_CHECKS = [
@@ -407,6 +526,7 @@ ROPE_CHECKS = [
     ("B values", check_rope_values),
     ("B batch and heads", check_rope_batch_heads),
     ("B relative", check_rope_relative),
+    *ROPE_DIFF.checks(prefix="B "),
 ]
 
 

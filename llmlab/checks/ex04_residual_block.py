@@ -14,6 +14,7 @@ import torch.nn as nn
 
 from llmlab import agreement
 from llmlab.checks import CheckFailed, crashed, describe_difference, run_checks
+from llmlab.checks.differential import Difference, Differential, case, differs, reference
 from llmlab.model import Block, GPTConfig
 
 ATOL = 1e-5
@@ -251,16 +252,17 @@ def check_identity(block_forward):
 
 def check_matches_block(block_forward):
     block, x = _block(seed=2), _x(seed=3)
+    pristine = copy.deepcopy(block)  # the reference from the block as it was before the call
     # A copy of x: an update in place is check_input_unchanged's business.
     out = _call(block_forward, block, x.clone())
     with torch.no_grad():
-        expected, _ = block(x)
+        expected, _ = pristine(x)
     if tuple(out.shape) != tuple(expected.shape) or not torch.allclose(out, expected, atol=ATOL):
         if tuple(out.shape) != tuple(expected.shape):
             raise CheckFailed(
                 f"output has shape {tuple(out.shape)}, expected {tuple(expected.shape)}"
             )
-        raise CheckFailed(_diagnose(out, block, x))
+        raise CheckFailed(_diagnose(out, pristine, x))
     return f"matches llmlab.model.Block to {ATOL:g}"
 
 
@@ -296,6 +298,67 @@ def check_trained_model(block_forward):
     return f"the shipped model with your block: same logits (max difference {gap:.1e}), {accuracy:.0%} agreement"
 
 
+# ---- differential: the learner's function against the reference, input by input --------------
+def _quiet_block(seed, n_embd, n_head, zero_sublayers=False):
+    """_block without touching the caller's global random state."""
+    with torch.random.fork_rng(devices=[]):
+        return _block(seed, n_embd=n_embd, n_head=n_head, zero_sublayers=zero_sublayers)
+
+
+def _compare(got, expected, c):
+    if not torch.is_tensor(got):
+        return Difference("", got, expected, "is not a tensor")
+    if got.dtype != c.args[1].dtype:
+        return Difference("", got, expected, f"is {got.dtype}, not {c.args[1].dtype}")
+    return differs(got, expected, rtol=ATOL, atol=ATOL)
+
+
+def _named(c, got, expected):
+    block, x = c.args
+    if not torch.is_tensor(got) or got.shape != x.shape:
+        return None
+    with torch.no_grad():
+        for description, wrong in _candidates(block):
+            candidate = wrong(x)
+            if not torch.allclose(candidate, expected, atol=ATOL) and torch.allclose(
+                got, candidate, atol=ATOL
+            ):
+                return description
+    return None
+
+
+def _show(c):
+    block, x = c.args
+    heads = block.attn.n_head if hasattr(block.attn, "n_head") else "?"
+    return f"a Block of width {x.size(-1)} with {heads} heads and x of shape {tuple(x.shape)}"
+
+
+def _generate(draw):
+    n_head = draw.choice([1, 2, 4])
+    n_embd = n_head * draw.choice([2, 4, 8])
+    block = _quiet_block(draw.seed(), n_embd, n_head, zero_sublayers=draw.boolean(0.1))
+    x = draw.tensor(draw.integer(1, 3), draw.integer(1, 8), n_embd, scale=draw.choice([1.0, 3.0]))
+    return case(block, x)
+
+
+DIFF = Differential(
+    reference("04_residual_block", "block_forward"),
+    boundaries=[
+        case(_quiet_block(0, 16, 4), _x()).because("x + attn(ln_1(x)), then + mlp(ln_2(x))"),
+        case(_quiet_block(1, 16, 4, zero_sublayers=True), _x(seed=2)).because(
+            "sublayers that output zero leave x as it is: the residual path is never normalised"
+        ),
+        case(_quiet_block(3, 8, 2), _x((1, 1, 8), seed=4)).because("one token"),
+        case(_quiet_block(5, 8, 1), _x((3, 5, 8), seed=6)).because("one head; a batch of three"),
+    ],
+    generate=_generate,
+    n_generated=50,
+    compare=_compare,
+    diagnose=_named,
+    show_input=_show,
+)
+
+
 CHECKS = [
     ("returns a tensor", check_returns_tensor),
     ("shape", check_shape),
@@ -303,6 +366,7 @@ CHECKS = [
     ("identity", check_identity),
     ("matches Block", check_matches_block),
     ("trained model", check_trained_model),
+    *DIFF.checks(),
 ]
 
 
