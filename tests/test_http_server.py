@@ -494,25 +494,25 @@ def test_a_model_card_by_id_and_created_per_response(agreement):
 
 
 def test_a_client_that_leaves_a_request_that_is_not_streamed_cancels_it():
-    """Eight clients that give up after 0.1 s on long answers that are not streamed: all eight
-    are cancelled (they once held every slot, and the next request waited a minute)."""
-    with running_server("tiny-random", *ONE_THREAD, "--max-batch-size", "2") as url:
-        body = {"prompt": [1], "max_tokens": 127, "temperature": 0}
+    """Eight clients that give up after 0.2 s on answers that are not streamed and need
+    seconds (GPT-2-small's shape on one thread): all eight are cancelled (they once held every
+    slot, and the next request waited a minute)."""
+    with running_server("gpt2-small-random", *ONE_THREAD, "--max-batch-size", "2") as url:
+        body = {"prompt": [1], "max_tokens": 100, "temperature": 0}
 
         async def give_up():
-            async with httpx.AsyncClient(timeout=0.1, trust_env=False) as client:
+            async with httpx.AsyncClient(timeout=0.2, trust_env=False) as client:
                 calls = [client.post(f"{url}/completions", json=body) for _ in range(8)]
                 return await asyncio.gather(*calls, return_exceptions=True)
 
         answers = asyncio.run(give_up())
-        gave_up = sum(isinstance(a, httpx.TimeoutException) for a in answers)
-        h = wait_until_idle(url)
-        assert gave_up >= 6, answers
-        assert h["cancelled"] == gave_up and h["free_blocks"] == h["num_blocks"], h
-        assert h["steps"] < 8 * 127 // 2, f"the abandoned requests ran on: {h}"
+        assert all(isinstance(a, httpx.TimeoutException) for a in answers), answers
+        h = wait_until_idle(url, timeout=30)
+        assert h["cancelled"] == 8 and h["free_blocks"] == h["num_blocks"], h
+        assert h["steps"] < 8 * 100 // 4, f"the abandoned requests ran on: {h}"
         started = time.perf_counter()
         quick = httpx.post(f"{url}/completions", json=body | {"max_tokens": 2}, trust_env=False)
-        assert quick.status_code == 200 and time.perf_counter() - started < 5
+        assert quick.status_code == 200 and time.perf_counter() - started < 10
 
 
 def in_process(model="tiny-random"):
