@@ -387,6 +387,16 @@ def score(stem: str):
 
 
 @pytest.mark.parametrize("stem", sorted(REQUIRED))
+def test_the_reference_passes_every_check_in_under_3_s(stem):
+    """The baseline of the score (a reference that failed a check would "reject" every mutant),
+    and issue #24's budget: each exercise's checks in under 3 s, counted in CPU time so that a
+    busy machine does not fail it (torch runs the differential checks on one thread)."""
+    start = time.process_time()
+    assert verdict(stem, (SOLUTIONS / f"{stem}.py").read_text()) == "survived"
+    assert time.process_time() - start < 3.0
+
+
+@pytest.mark.parametrize("stem", sorted(REQUIRED))
 def test_checks_reject_mutants_of_the_reference(stem):
     share, surviving, wrongly_listed, total, seconds, timeouts = score(stem)
     print(f"{stem}: {share:.1%} of {total} mutants rejected in {seconds:.1f} s CPU")
