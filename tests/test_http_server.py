@@ -427,11 +427,12 @@ def test_logprobs_are_the_models_and_echo_returns_the_prompt(tiny):
         logp = torch.log_softmax(model(torch.tensor([ids]))[0].float(), dim=-1)
     for i in range(1, len(ids)):
         assert lp["token_logprobs"][i] == pytest.approx(logp[i - 1, ids[i]].item(), abs=1e-4)
-        top = torch.topk(logp[i - 1], 3)
+        top = torch.topk(logp[i - 1], 4)
         expected = {f"[{t}]": v for t, v in zip(top.indices.tolist(), top.values.tolist())}
-        assert lp["top_logprobs"][i].keys() == expected.keys(), i
-        assert list(lp["top_logprobs"][i].values()) == pytest.approx(list(expected.values()),
-                                                                     abs=1e-4)  # fmt: skip
+        got = lp["top_logprobs"][i]
+        assert list(got.values()) == pytest.approx(list(expected.values())[:3], abs=1e-4), i
+        tie = top.values[2] - top.values[3] < 1e-4  # a float tie may swap the 3rd and 4th
+        assert list(got)[:2] == list(expected)[:2] and (tie or list(got) == list(expected)[:3])
     plain = httpx.post(f"{tiny}/completions", json=body | {"echo": False, "logprobs": None},
                        trust_env=False).json()["choices"][0]  # fmt: skip
     assert plain["token_ids"] == answer and plain["logprobs"] is None
