@@ -249,3 +249,31 @@ def test_show_reads_like_python():
     assert show(torch.zeros(2, 3, 4)) == "a float32 tensor of shape (2, 3, 4)"
     assert show({"ttft": 0.25}) == "{'ttft': 0.25}"
     assert isinstance(Case(), Case)
+
+
+def test_ints_are_shown_whole_and_float32_values_in_float32_digits():
+    def count(n):
+        return 2**31 * n
+
+    diff = Differential(count, examples=[case(5)])
+    text = message(diff.check_examples, lambda n: 2**30 * n)
+    assert text == "for n=5 your count() returned 5368709120; the answer is 10737418240"
+    assert (
+        show(torch.tensor([-2.54, 0.1]), exact=True)
+        == "a float32 tensor of shape (2,) [-2.54, 0.1]"
+    )
+
+
+def test_diagnose_may_ask_for_the_learners_function():
+    seen = []
+
+    def named(c, got, expected, function):
+        seen.append(function)
+        return "named"
+
+    diff = Differential(waste, examples=[case([1, 2], 2)], diagnose=named)
+
+    def wrong(lengths, batch_size):
+        return 0.0
+
+    assert message(diff.check_examples, wrong).endswith("; named") and seen == [wrong]

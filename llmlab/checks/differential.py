@@ -31,6 +31,7 @@ import copy
 import importlib.util
 import inspect
 import math
+import numbers
 import random
 import time
 from contextlib import contextmanager
@@ -193,7 +194,11 @@ def show(value, limit: int = 12, exact: bool = False) -> str:
         kind = str(value.dtype).replace("torch.", "")
         if value.numel() <= 6:
             flat = value.detach().cpu().flatten().tolist()
-            values = ", ".join(_number(v, exact=exact) for v in flat)
+            if value.dtype in (torch.float32, torch.float16, torch.bfloat16):
+                # float32 numbers in float32's own shortest form: -2.54, not -2.5399999618530273
+                values = ", ".join(str(np.float32(v)) if exact else _number(v) for v in flat)
+            else:
+                values = ", ".join(_number(v, exact=exact) for v in flat)
             return f"a {kind} tensor of shape {tuple(value.shape)} [{values}]"
         return f"a {kind} tensor of shape {tuple(value.shape)}"
     if isinstance(value, np.ndarray):
@@ -219,7 +224,9 @@ def show(value, limit: int = 12, exact: bool = False) -> str:
 
 
 def _pair(got, expected) -> tuple[str, str]:
-    """Two numbers shown with enough digits to look different."""
+    """Two numbers shown with enough digits to look different (ints as they are)."""
+    if all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in (got, expected)):
+        return str(int(got)), str(int(expected))
     a, b = as_number(got), as_number(expected)
     if a is None or b is None or a == b:
         return show(got), show(expected)
@@ -451,13 +458,16 @@ class Differential:
     compare: (got, expected, case) -> Difference | None; default `differs` with rtol/atol. A
         compare with a fourth parameter also gets the learner's function, to probe it further
         (say, whether an answer that follows another accepted convention does so consistently).
-    diagnose: (case, got, expected) -> a sentence naming the mistake, or None (second layer).
+    diagnose: (case, got, expected) -> a sentence naming the mistake, or None (second layer);
+        a diagnose with a fourth parameter also gets the learner's function.
     explain_crash: (function, case, error) -> why the learner's `function` crashed, or None
         (it may retry `function` on simpler inputs).
     show_input: case -> "lengths=[1, 10] and batch_size=2" (default: name=value per argument).
     same_error: (raised, expected) -> bool, whether the learner raised the right exception
         (default: an instance of the reference's exception type).
     name: the function's name in messages (default: the reference's __name__).
+    time_limit: a safety cap, in CPU seconds (a busy machine does not shorten the search), on the
+        generated inputs and again on shrinking; n_generated and max_shrink_calls set the budget.
     """
 
     def __init__(
@@ -485,6 +495,9 @@ class Differential:
         self.generate, self.n_generated, self.seed = generate, n_generated, seed
         self.compare = compare or (lambda got, expected, c: differs(got, expected, rtol, atol))
         self._compare_gets_function = len(inspect.signature(self.compare).parameters) >= 4
+        self._diagnose_gets_function = bool(diagnose) and (
+            len(inspect.signature(diagnose).parameters) >= 4
+        )
         self.diagnose, self.show_input, self.same_error = diagnose, show_input, same_error
         self.explain_crash = explain_crash
         self.name = name or getattr(reference, "__name__", "function")
@@ -556,7 +569,10 @@ class Differential:
         if difference is None:
             return None
         message = f"{where} {you} returned " + self._describe(difference)
-        named = self.diagnose(c, got, expected) if self.diagnose else None
+        if self._diagnose_gets_function:
+            named = self.diagnose(c, got, expected, function)
+        else:
+            named = self.diagnose(c, got, expected) if self.diagnose else None
         return f"{message}; {named}" if named else message
 
     @staticmethod
@@ -600,14 +616,14 @@ class Differential:
 
     def _generated(self, function) -> str:
         rng = random.Random(self.seed)
-        start = time.perf_counter()
+        start = time.process_time()
         for i in range(self.n_generated):
             draw = Draw(rng=rng)
             c = self.generate(draw)
             message = self.disagreement(function, c)
             if message:
                 raise CheckFailed(self._shrink(function, draw.choices, message))
-            if time.perf_counter() - start > self.time_limit:
+            if time.process_time() - start > self.time_limit:
                 return f"agrees with the reference on {i + 1} generated inputs (seed {self.seed})"
         return (
             f"agrees with the reference on {self.n_generated} generated inputs (seed {self.seed})"
@@ -617,14 +633,14 @@ class Differential:
         """The message of the smallest failing choice sequence found within the budget."""
         best, best_message = list(choices), message
         seen = {tuple(best)}
-        calls, deadline = [0], time.perf_counter() + self.time_limit
+        calls, deadline = [0], time.process_time() + self.time_limit
 
         def attempt(candidate) -> bool:
             nonlocal best, best_message
             if tuple(candidate) in seen:
                 return False
             seen.add(tuple(candidate))
-            if calls[0] >= self.max_shrink_calls or time.perf_counter() > deadline:
+            if calls[0] >= self.max_shrink_calls or time.process_time() > deadline:
                 raise _Stop
             calls[0] += 1
             try:
