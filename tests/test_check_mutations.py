@@ -397,6 +397,18 @@ def test_the_reference_passes_every_check_in_under_3_s(stem):
 
 
 @pytest.mark.parametrize("stem", sorted(REQUIRED))
+def test_every_check_is_differential(stem):
+    """Issue #24: every exercise's checks end with the harness's boundary table and generated
+    inputs (llmlab.checks.differential), for every function the learner writes."""
+    module = types.ModuleType(stem)
+    exec(compile((SOLUTIONS / f"{stem}.py").read_text(), stem, "exec"), module.__dict__)
+    for checks, _ in _entry(stem)(module):
+        names = [name for name, _ in checks]
+        assert any(n.endswith("boundary cases") for n in names), f"{stem}: no boundary table"
+        assert any(n.endswith("generated inputs") for n in names), f"{stem}: no generated inputs"
+
+
+@pytest.mark.parametrize("stem", sorted(REQUIRED))
 def test_checks_reject_mutants_of_the_reference(stem):
     share, surviving, wrongly_listed, total, seconds, timeouts = score(stem)
     print(f"{stem}: {share:.1%} of {total} mutants rejected in {seconds:.1f} s CPU")
