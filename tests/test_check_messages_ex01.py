@@ -7,6 +7,7 @@ every check. A check that lets a WRONG answer pass, or fails a RIGHT one, is a d
 """
 
 import math
+import re
 
 import pytest
 import torch
@@ -286,3 +287,14 @@ def test_generated_inputs_find_a_small_counterexample():
     with pytest.raises(CheckFailed) as failure:
         DIFF.check_generated(mask_sized_by_dim_1)
     assert str(failure.value).startswith("for q (1, 2, 1, 1), k (1, 2, 1, 1), v (1, 2, 1, 1)")
+
+
+def test_the_worked_example_shows_both_results_and_names_the_mistake():
+    message = statuses(no_scaling)["worked examples"][1]
+    # Every entry is off by the same amount: which one is shown may depend on the last bit.
+    assert re.fullmatch(
+        r"for q \(2, 2\), k \(2, 2\), v \(2, 2\) \(float32\) \(causal left out\) your "
+        r"attention\(\) returned output\[\d, \d\] = [\d.]+; the answer is [\d.]+; the scores "
+        r"are not scaled: divide q @ k\^T by sqrt\(d_k\)",
+        message,
+    ), message

@@ -459,8 +459,12 @@ def _row(*lead, t, s, d_k=16, d_v=6, seed=0, dtype=torch.float32, scale=1.0):
     return q, k, v
 
 
+# The task's worked example: q = k = I (2 x 2), v = [[1, 2], [3, 4]], without and with the mask.
+_EYE, _V = torch.eye(2), torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+
 DIFF = Differential(
     reference("01_attention", "attention"),
+    examples=[case(_EYE, _EYE, _V), case(_EYE, _EYE, _V, causal=True)],
     boundaries=[
         case(*_row(t=5, s=7)).because("no leading dimensions: one (T, d_k) matrix"),
         case(*_row(2, t=5, s=7), causal=False).because("a batch; d_k != d_v: divide by sqrt(d_k)"),

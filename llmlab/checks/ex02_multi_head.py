@@ -522,8 +522,12 @@ def _split_named(c, got, expected):
     return None
 
 
+# The task's worked example: two tokens of four features, two heads.
+_EIGHT = torch.arange(8.0).view(1, 2, 4)
+
 SPLIT_DIFF = Differential(
     reference("02_multi_head", "split_heads"),
+    examples=[case(_EIGHT, 2)],
     boundaries=[
         case(_randn(2, 5, 12), 3).because("head h holds features h*head_dim ... of each token"),
         case(_randn(2, 5, 12), 1).because("one head: the whole width"),
@@ -540,6 +544,7 @@ SPLIT_DIFF = Differential(
 
 MERGE_DIFF = Differential(
     reference("02_multi_head", "merge_heads"),
+    examples=[case(_ref_split(_EIGHT, 2))],
     boundaries=[
         case(_randn(2, 3, 5, 4)).because("(B, H, T, D) back to (B, T, H * D)"),
         case(_randn(2, 3, 5, 4).transpose(1, 2).contiguous().transpose(1, 2)).because(

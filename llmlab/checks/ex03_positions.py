@@ -416,6 +416,7 @@ def _generate_table(draw):
 
 TABLE_DIFF = Differential(
     reference("03_positions", "sinusoidal_encoding"),
+    examples=[case(2, 4)],  # the task's worked example
     boundaries=[
         case(1, 2).because("one position, one pair: position 0 is [sin 0, cos 0] = [0, 1]"),
         case(5, 2).because("one pair: the angle is the position itself"),
@@ -484,6 +485,7 @@ def _rope_row(*shape, positions, seed=0, dtype=torch.float32):
 
 ROPE_DIFF = Differential(
     reference("03_positions", "apply_rope"),
+    examples=[case(torch.tensor([[1.0, 0.0, 1.0, 0.0]]), [1])],  # the task's worked example
     boundaries=[
         _rope_row(3, 8, positions=torch.tensor([0, 0, 0])).because(
             "position 0 leaves a row as it is"
