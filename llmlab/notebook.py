@@ -216,9 +216,40 @@ def _eval_role(name, rawtext, text, lineno, inliner, options=None, content=None)
     return nodes, [*messages, *more]
 
 
+def _register_unique_labels():
+    """The bibliography style "course": pybtex's alpha style, with each label unique across the
+    whole book. Alpha labels come from authors and year, so two vLLM documentation pages are both
+    "vLLMTeam25"; pybtex tells them apart only inside one list, but each chapter has its own list
+    and sphinxcontrib-bibtex needs a label to name one source everywhere. The first source to get
+    a label keeps it; the next gets "b", then "c"."""
+    from pybtex.plugin import register_plugin
+    from pybtex.style.formatting.alpha import Style as AlphaStyle
+    from pybtex.style.labels.alpha import LabelStyle as AlphaLabels
+
+    owners: dict[str, list[str]] = {}  # label -> the keys that asked for it, in order
+
+    class UniqueLabels(AlphaLabels):
+        def format_labels(self, sorted_entries):
+            for entry in sorted_entries:
+                label = self.format_label(entry)
+                keys = owners.setdefault(label, [])
+                if entry.key not in keys:
+                    keys.append(entry.key)
+                i = keys.index(entry.key)
+                yield label if i == 0 else label + "abcdefghijklmnopqrstuvwxyz"[i % 26]
+
+    class CourseStyle(AlphaStyle):
+        default_label_style = "course_unique"
+
+    register_plugin("pybtex.style.labels", "course_unique", UniqueLabels, force=True)
+    register_plugin("pybtex.style.formatting", "course", CourseStyle, force=True)
+
+
 def setup(app):
     """Sphinx extension: the {eval} role above replaces myst-nb's (which needs execution mode
-    "inline"). Registered once every extension is set up, so it wins whatever the order."""
+    "inline"). Registered once every extension is set up, so it wins whatever the order. Also
+    the bibliography style "course" (unique labels across chapters)."""
+    _register_unique_labels()
 
     def register(app):
         app.add_role("eval", _eval_role, override=True)
