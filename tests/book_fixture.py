@@ -12,8 +12,22 @@ from book_build import BUILD, ROOT, build_book, drop_stale_execution_cache  # no
 
 @pytest.fixture(scope="session")
 def built_book():
-    """Build the book as `make book` does (warnings are errors); returns its exit code and log."""
-    return build_book(capture=True)
+    """Build the book as `make book` does (warnings are errors); returns its exit code and log.
+
+    One build at a time: if tests of the "book" group ever run on two workers at once (it
+    happened), the second waits for the first and then finds every notebook in the execution
+    cache, instead of both writing the same _build."""
+    BUILD.mkdir(parents=True, exist_ok=True)
+    with open(BUILD / ".build.lock", "w") as lock:
+        try:
+            import fcntl
+        except ImportError:  # Windows: no lock; one worker there
+            return build_book(capture=True)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return build_book(capture=True)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @pytest.fixture(scope="module")
