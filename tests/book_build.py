@@ -158,24 +158,19 @@ def build_book(root: Path = ROOT, build: Path = BUILD, capture: bool = False) ->
     returncode = result.returncode
     if capture:
         log += result.stdout + result.stderr
-    broken = pages_with_tracebacks(build)
-    if broken:
-        message = "pages that show an error (see _build/html/reports/):\n" + "".join(
-            f"  {page.relative_to(build / 'html')}\n" for page in broken
-        )
-        log += message
-        if not capture:
-            print(message, end="", file=sys.stderr)
-        returncode = returncode or 1
-    maths = prose_in_maths(build)
-    if maths:
-        message = "prose set as inline maths (a markup slip; wider than the column):\n" + "".join(
-            f"  {m}\n" for m in maths
-        )
-        log += message
-        if not capture:
-            print(message, end="", file=sys.stderr)
-        returncode = returncode or 1
+    problems = {
+        "pages that show an error (see _build/html/reports/)": [
+            str(page.relative_to(build / "html")) for page in pages_with_tracebacks(build)
+        ],
+        "prose set as inline maths (a markup slip; wider than the column)": prose_in_maths(build),
+    }
+    for what, found in problems.items():
+        if found:
+            message = f"{what}:\n" + "".join(f"  {item}\n" for item in found)
+            log += message
+            if not capture:
+                print(message, end="", file=sys.stderr)
+            returncode = returncode or 1
     return {"returncode": returncode, "log": log, "html": build / "html"}
 
 

@@ -23,19 +23,11 @@ from pathlib import Path
 import nbformat
 import pytest
 from nbclient import NotebookClient
+from prose_claims import TIMED_PAGES as PROSE_PAGES
 
 ROOT = Path(__file__).resolve().parent.parent
-TIMED_PAGES = [
-    "chapters/05_kv_cache.ipynb",
-    "chapters/06_prefill_decode.ipynb",
-    "chapters/07_kv_memory.ipynb",
-    "chapters/08_kv_tradeoff.ipynb",
-    "chapters/09_ttft.ipynb",
-    "chapters/10_memory_bound.ipynb",
-    "chapters/11_latency_throughput.ipynb",
-    "chapters/12_batching.ipynb",
-    "your_machine.ipynb",
-]
+# The timed pages that run a model (Measure your own server times a server, not the engine).
+TIMED_PAGES = [page for page in PROSE_PAGES if page != "measure_your_server.ipynb"]
 DUMP_VERDICTS = """import json as _json
 from llmlab import verdict as _verdict
 print("LLMLAB-VERDICTS", _json.dumps([
